@@ -1,10 +1,335 @@
+// Command cgibridge is a FastCGI server that runs CGI programs for nginx,
+// Apache, lighttpd or Caddy: a safe, fast replacement for fcgiwrap. This
+// file declares its command line (kong) and builds the pieces; the work is
+// done in package bridge.
 package main
 
 import (
-	_ "github.com/alecthomas/kong"
-	_ "github.com/fsnotify/fsnotify"
-	_ "github.com/hashicorp/go-hclog"
-	_ "golang.org/x/sys/unix"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/alecthomas/kong"
+	"github.com/cgibridge/cgibridge/bridge"
+	"github.com/cgibridge/cgibridge/bridge/listen"
+	"github.com/cgibridge/cgibridge/bridge/sandbox"
+	"github.com/cgibridge/cgibridge/cgienv"
+	"github.com/hashicorp/go-hclog"
 )
 
-func main() {}
+// version is the release; overridden with -ldflags "-X main.version=…".
+var version = "0.1.0"
+
+// CLI is the whole command line.
+type CLI struct {
+	Config kong.ConfigFlag `help:"Read options from a JSON file (keys are flag names, e.g. {\"root\": \"/srv/cgi-bin\", \"listen\": [\"unix:/run/cgibridge.sock\"]}). Flags and environment variables override it." placeholder:"FILE"`
+
+	Serve   ServeCmd   `cmd:"" help:"Run the FastCGI server."`
+	Version VersionCmd `cmd:"" help:"Print the version."`
+}
+
+// ServeCmd holds the flags of "cgibridge serve".
+type ServeCmd struct {
+	Listen          []string      `help:"Where to listen (repeatable): unix:/path, tcp:HOST:PORT, HOST:PORT or fd:N. With none: the listening socket on fd 0 (spawn-fcgi, lighttpd, mod_fcgid) or systemd socket activation." placeholder:"ADDR" group:"Listening"`
+	SocketMode      string        `help:"Permissions of a unix socket the bridge creates (octal)." default:"0660" group:"Listening"`
+	SocketOwner     string        `help:"Owner (user name or uid) of a unix socket the bridge creates." group:"Listening"`
+	SocketGroup     string        `help:"Group (name or gid) of a unix socket the bridge creates." group:"Listening"`
+	AllowFrom       []string      `help:"Web-server addresses (IP or CIDR, repeatable) allowed to connect over non-loopback TCP; defaults to $FCGI_WEB_SERVER_ADDRS. Required to listen on a non-loopback address." placeholder:"CIDR" group:"Listening"`
+	MaxConns        int           `help:"Open FastCGI connections at most; more are closed at once." default:"1024" group:"Listening"`
+	HTTP            string        `name:"http" help:"Also serve HTTP on ADDR, forwarding to the bridge as nginx would: a development aid, not a production web server." placeholder:"ADDR" group:"Listening"`
+	Status          string        `help:"Serve the status page (/status, /status?json), /ping and Prometheus /metrics on ADDR (keep it on loopback)." placeholder:"ADDR" group:"Listening"`
+	Root            string        `help:"The cgi-bin root: SCRIPT_NAME/SCRIPT_FILENAME are resolved under it and nothing outside it runs." type:"path" placeholder:"DIR" group:"Programs"`
+	Allow           []string      `help:"A program or directory outside the root that may run (repeatable), e.g. /usr/lib/git-core/git-http-backend." type:"path" placeholder:"PATH" group:"Programs"`
+	Interpreter     []string      `help:"Run files with extension EXT through CMD, no shebang or exec bit needed (repeatable; EXT= with no command removes a default). Defaults: .py=python3 .pl=perl .sh=sh .php=php-cgi .rb=ruby." placeholder:"EXT=CMD" group:"Programs"`
+	PassEnv         []string      `help:"Pass this variable of the bridge's own environment to programs (repeatable; NAME_* patterns allowed). PATH, LANG, LC_* and TZ always pass." placeholder:"NAME" group:"Programs"`
+	SetEnv          []string      `help:"Set NAME=VALUE in every program's environment (repeatable)." sep:"none" placeholder:"NAME=VALUE" group:"Programs"`
+	Stderr          string        `help:"Where programs' standard error goes: log (the bridge's log), fcgi (FastCGI STDERR records: the web server's error log) or both." enum:"log,fcgi,both" default:"both" group:"Programs"`
+	Timeout         time.Duration `help:"Per-request time limit; then SIGTERM to the program's process group, a grace period, SIGKILL, and 504. 0 disables." default:"60s" group:"Limits"`
+	KillGrace       time.Duration `help:"Time between SIGTERM and SIGKILL." default:"3s" group:"Limits"`
+	MaxProcs        int           `help:"Programs running at once; further requests wait up to --queue-timeout, then 503." default:"64" group:"Limits"`
+	QueueTimeout    time.Duration `help:"How long a request waits for a free slot before 503." default:"10s" group:"Limits"`
+	MaxBody         byteSize      `help:"Largest request body (413 beyond); 0 for no limit. Units K, M, G." default:"1G" group:"Limits"`
+	MaxHeader       byteSize      `help:"Largest response header block a program may write (502 beyond). nginx itself refuses more than fastcgi_buffer_size (4K by default)." default:"32K" group:"Limits"`
+	MaxParams       byteSize      `help:"Largest FastCGI params block of a request (431 beyond)." default:"256K" group:"Limits"`
+	Slow            time.Duration `help:"Log requests that take longer than this, and count them as slow. 0 disables." default:"10s" group:"Limits"`
+	LimitCPU        uint64        `help:"CPU seconds per program (RLIMIT_CPU). 0: unlimited." group:"Limits"`
+	LimitMemory     byteSize      `help:"Address space per program (RLIMIT_AS). 0: unlimited." group:"Limits"`
+	LimitFiles      uint64        `help:"Open files per program (RLIMIT_NOFILE). 0: inherited." group:"Limits"`
+	LimitProcs      uint64        `help:"Processes of the program's user (RLIMIT_NPROC; does not bind root). 0: unlimited." group:"Limits"`
+	LimitFsize      byteSize      `help:"Largest file a program may write (RLIMIT_FSIZE). 0: unlimited." group:"Limits"`
+	Cgroup          string        `help:"Put each program in its own cgroup v2 under this parent (relative to the bridge's cgroup, or absolute), for --cgroup-memory and --cgroup-pids." placeholder:"DIR" group:"Limits"`
+	CgroupMemory    byteSize      `help:"memory.max of each program's cgroup." group:"Limits"`
+	CgroupPids      uint64        `help:"pids.max of each program's cgroup." group:"Limits"`
+	User            string        `help:"Run programs as this user; when started as root, the bridge itself also switches to it after binding its sockets (unless --owner-mode)." group:"Privileges"`
+	Group           string        `help:"Run programs with this group (default: the user's primary group)." group:"Privileges"`
+	OwnerMode       bool          `help:"Run each program as the owner of its file, after suexec-like checks (see docs/security.md). Needs root." group:"Privileges"`
+	MinUID          uint32        `name:"min-uid" help:"Lowest uid --owner-mode will run programs as." default:"100" group:"Privileges"`
+	AllowRoot       bool          `help:"Allow running programs as root." group:"Privileges"`
+	LogFormat       string        `help:"Log format." enum:"text,json" default:"text" group:"Logging"`
+	LogLevel        string        `help:"Log level (SIGHUP re-reads it)." enum:"trace,debug,info,warn,error" default:"info" group:"Logging"`
+	TempDir         string        `help:"Directory for request bodies larger than 64 KiB (unlinked files)." type:"path" placeholder:"DIR"`
+	ShutdownTimeout time.Duration `help:"On SIGTERM, how long requests in flight may finish before they are cancelled." default:"30s"`
+}
+
+// VersionCmd prints the version.
+type VersionCmd struct{}
+
+// Run prints the version.
+func (VersionCmd) Run() error {
+	fmt.Println("cgibridge", version)
+	return nil
+}
+
+// byteSize is a size flag: 1048576, 64K, 1M, 2G.
+type byteSize int64
+
+// UnmarshalText parses a size with an optional K, M or G suffix (powers of 1024).
+func (b *byteSize) UnmarshalText(text []byte) error {
+	s := strings.TrimSpace(strings.ToUpper(string(text)))
+	s = strings.TrimSuffix(strings.TrimSuffix(s, "IB"), "B")
+	mult := int64(1)
+	switch {
+	case strings.HasSuffix(s, "K"):
+		mult, s = 1<<10, s[:len(s)-1]
+	case strings.HasSuffix(s, "M"):
+		mult, s = 1<<20, s[:len(s)-1]
+	case strings.HasSuffix(s, "G"):
+		mult, s = 1<<30, s[:len(s)-1]
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return fmt.Errorf("%q is not a size (e.g. 512K, 64M, 1G)", text)
+	}
+	*b = byteSize(n * mult)
+	return nil
+}
+
+// Run starts the server and blocks until it has drained.
+func (s *ServeCmd) Run(cli *CLI) error {
+	opts, log, err := s.options()
+	if err != nil {
+		return err
+	}
+	d, err := bridge.NewDaemon(opts, log)
+	if err != nil {
+		return err
+	}
+	log.Info("cgibridge started", "version", version, "root", opts.CGI.Env.Root, "max_procs", opts.CGI.MaxProcs, "timeout", opts.CGI.Timeout)
+	return d.Run(func() (*bridge.Options, error) {
+		next, err := parseServe(os.Args[1:])
+		if err != nil {
+			return nil, err
+		}
+		o, _, err := next.options()
+		return o, err
+	})
+}
+
+// options turns the flags into the bridge's options, refusing bad values
+// with the flag's name.
+func (s *ServeCmd) options() (*bridge.Options, hclog.Logger, error) {
+	level := hclog.LevelFromString(s.LogLevel)
+	log := hclog.New(&hclog.LoggerOptions{
+		Name:       "cgibridge",
+		Level:      level,
+		Output:     os.Stderr,
+		JSONFormat: s.LogFormat == "json",
+		TimeFormat: "2006-01-02T15:04:05.000Z0700",
+	})
+
+	mode, err := strconv.ParseUint(s.SocketMode, 8, 32)
+	if err != nil || mode > 0o777 {
+		return nil, nil, fmt.Errorf("--socket-mode %q: want an octal mode such as 0660", s.SocketMode)
+	}
+	allowFrom := s.AllowFrom
+	if len(allowFrom) == 0 && os.Getenv("FCGI_WEB_SERVER_ADDRS") != "" {
+		allowFrom = strings.Split(os.Getenv("FCGI_WEB_SERVER_ADDRS"), ",")
+	}
+	prefixes, err := listen.ParseAllowFrom(allowFrom)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--allow-from: %w", err)
+	}
+	interps, err := interpreters(s.Interpreter)
+	if err != nil {
+		return nil, nil, err
+	}
+	stderrMode, err := bridge.ParseStderrMode(s.Stderr)
+	if err != nil {
+		return nil, nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, nil, fmt.Errorf("find own executable (for the limits shim): %w", err)
+	}
+
+	cgi := bridge.CGIConfig{
+		Env: cgienv.Config{
+			Root:           s.Root,
+			Allow:          s.Allow,
+			Interpreters:   interps,
+			PassEnv:        append(cgienv.DefaultPassEnv(), s.PassEnv...),
+			SetEnv:         s.SetEnv,
+			ServerSoftware: "cgibridge/" + version,
+		},
+		Timeout:        s.Timeout,
+		KillGrace:      s.KillGrace,
+		MaxProcs:       s.MaxProcs,
+		QueueWait:      s.QueueTimeout,
+		MaxHeaderBytes: int(s.MaxHeader),
+		Stderr:         stderrMode,
+		Slow:           s.Slow,
+		OwnerMode:      s.OwnerMode,
+		MinUID:         s.MinUID,
+		AllowRoot:      s.AllowRoot,
+		Limits: sandbox.Limits{
+			CPUSeconds:   s.LimitCPU,
+			AddressSpace: uint64(s.LimitMemory),
+			OpenFiles:    s.LimitFiles,
+			Processes:    s.LimitProcs,
+			FileSize:     uint64(s.LimitFsize),
+		},
+		Self:      self,
+		MemoryMax: uint64(s.CgroupMemory),
+		PidsMax:   s.CgroupPids,
+	}
+	opts := &bridge.Options{
+		Listen: s.Listen,
+		ListenOpts: listen.Options{
+			SocketMode:  os.FileMode(mode),
+			SocketOwner: s.SocketOwner,
+			SocketGroup: s.SocketGroup,
+			AllowFrom:   prefixes,
+		},
+		MaxConns:        s.MaxConns,
+		MaxBodyBytes:    int64(s.MaxBody),
+		MaxParamsBytes:  int(s.MaxParams),
+		TempDir:         s.TempDir,
+		HTTP:            s.HTTP,
+		Status:          s.Status,
+		ShutdownTimeout: s.ShutdownTimeout,
+		LogLevel:        level,
+	}
+	euid := os.Geteuid()
+	switch {
+	case s.OwnerMode:
+		if euid != 0 {
+			return nil, nil, errors.New("--owner-mode needs the bridge to run as root")
+		}
+	case s.User != "":
+		id, err := sandbox.LookupIdentity(s.User, s.Group)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--user %s: %w", s.User, err)
+		}
+		if euid != 0 && id.UID != uint32(euid) {
+			return nil, nil, fmt.Errorf("--user %s: switching users needs the bridge to start as root", s.User)
+		}
+		cgi.Identity = id
+	case s.Group != "":
+		return nil, nil, errors.New("--group needs --user")
+	case euid == 0 && !s.AllowRoot:
+		// Safe by default: a root bridge never runs programs as root
+		// unless told to.
+		id, err := sandbox.LookupIdentity("nobody", "")
+		if err != nil {
+			return nil, nil, fmt.Errorf("started as root without --user, and user nobody cannot be used (%w): pass --user NAME", err)
+		}
+		log.Info("started as root without --user: programs run as nobody (--user to choose, --allow-root to run them as root)")
+		cgi.Identity = id
+	}
+	// The bridge itself gives up root once its sockets are bound, unless it
+	// still needs it: to run programs as their owners, or to make cgroups.
+	if cgi.Identity != nil && euid == 0 && !s.OwnerMode && s.Cgroup == "" {
+		opts.DropTo = cgi.Identity
+	}
+	if s.Cgroup != "" {
+		parent, err := sandbox.OpenCgroupParent(s.Cgroup)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--cgroup %s: %w", s.Cgroup, err)
+		}
+		if s.CgroupMemory > 0 && !parent.Has("memory") {
+			return nil, nil, fmt.Errorf("--cgroup-memory: the memory controller is not available in %s", parent.Path())
+		}
+		if s.CgroupPids > 0 && !parent.Has("pids") {
+			return nil, nil, fmt.Errorf("--cgroup-pids: the pids controller is not available in %s", parent.Path())
+		}
+		cgi.Cgroups = parent
+	}
+	opts.CGI = cgi
+	return opts, log, nil
+}
+
+// interpreters merges --interpreter EXT=CMD entries over the defaults.
+func interpreters(flags []string) (map[string][]string, error) {
+	m := cgienv.DefaultInterpreters()
+	for _, f := range flags {
+		ext, cmd, ok := strings.Cut(f, "=")
+		ext = strings.ToLower(strings.TrimSpace(ext))
+		if !ok || ext == "" {
+			return nil, fmt.Errorf("--interpreter %q: want EXT=CMD, e.g. .py=python3", f)
+		}
+		if !strings.HasPrefix(ext, ".") {
+			ext = "." + ext
+		}
+		if fields := strings.Fields(cmd); len(fields) > 0 {
+			m[ext] = fields
+		} else {
+			delete(m, ext)
+		}
+	}
+	return m, nil
+}
+
+// parser builds the kong parser; every flag can also come from
+// CGIBRIDGE_<FLAG> and from the --config file.
+func parser(cli *CLI, exit func(int)) (*kong.Kong, error) {
+	return kong.New(cli,
+		kong.Name("cgibridge"),
+		kong.Description("A FastCGI server that runs CGI programs behind nginx, Apache, lighttpd or Caddy — fcgiwrap's job, without its failures. Every flag can also be set as CGIBRIDGE_<FLAG> (e.g. CGIBRIDGE_ROOT) or in the --config file."),
+		kong.UsageOnError(),
+		kong.DefaultEnvars("CGIBRIDGE"),
+		kong.Configuration(kong.JSON),
+		kong.Exit(exit),
+	)
+}
+
+// parseServe re-reads the command line, environment and config file, for a
+// SIGHUP reload.
+func parseServe(args []string) (*ServeCmd, error) {
+	var cli CLI
+	p, err := parser(&cli, func(int) {})
+	if err != nil {
+		return nil, err
+	}
+	p.Stdout, p.Stderr = io.Discard, io.Discard
+	if _, err := p.Parse(args); err != nil {
+		return nil, err
+	}
+	return &cli.Serve, nil
+}
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == sandbox.ShimArg {
+		sandbox.ShimMain(os.Args) // never returns
+	}
+	// Descriptors inherited from whoever started us must never reach the
+	// programs we start.
+	if err := listen.CloseOnExecInherited(); err != nil {
+		fmt.Fprintln(os.Stderr, "cgibridge: warning:", err)
+	}
+	var cli CLI
+	p, err := parser(&cli, os.Exit)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cgibridge:", err)
+		os.Exit(2)
+	}
+	ctx, err := p.Parse(os.Args[1:])
+	p.FatalIfErrorf(err)
+	if err := ctx.Run(&cli); err != nil {
+		fmt.Fprintf(os.Stderr, "cgibridge: %v\n", err)
+		os.Exit(1)
+	}
+}

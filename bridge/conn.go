@@ -1,0 +1,478 @@
+// This file holds one FastCGI connection from a web server: the reader loop
+// that takes records and dispatches them to requests, and the writer that
+// interleaves the records of the connection's requests on the socket.
+//
+// Ownership: the reader goroutine owns the request table's entries until a
+// request's params are complete; from then on one goroutine per request (run)
+// owns the handler call and sends the request's only END_REQUEST. The
+// reader never waits on a handler: STDIN goes into the request's spool.
+
+package bridge
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/cgibridge/cgibridge/bridge/fcgi"
+	"github.com/cgibridge/cgibridge/cgienv"
+	"github.com/hashicorp/go-hclog"
+)
+
+type conn struct {
+	srv *Server
+	nc  net.Conn
+	log hclog.Logger
+	br  *bufio.Reader
+	rd  *fcgi.Reader
+
+	wmu  sync.Mutex
+	wbuf []byte
+	werr error
+
+	mu         sync.Mutex
+	atBoundary bool // the reader waits for the first byte of a record
+	reqs       map[uint16]*Request
+	closeIdle  bool // close once no request is in flight (KEEP_CONN off, shutdown)
+	handlers   sync.WaitGroup
+	closeOnce  sync.Once
+}
+
+// errMalformed marks input that is not FastCGI; the connection is closed.
+var errMalformed = errors.New("malformed FastCGI input")
+
+func newConn(s *Server, nc net.Conn) *conn {
+	br := bufio.NewReaderSize(nc, 64<<10)
+	return &conn{
+		srv:  s,
+		nc:   nc,
+		log:  s.Log.With("peer", peerName(nc)),
+		br:   br,
+		rd:   fcgi.NewReader(br),
+		reqs: make(map[uint16]*Request),
+	}
+}
+
+func peerName(nc net.Conn) string {
+	if a := nc.RemoteAddr(); a != nil && a.String() != "" && a.String() != "@" {
+		return a.String()
+	}
+	return "unix"
+}
+
+// serve runs the reader loop until the connection ends, then aborts what is
+// still in flight and waits for every request's goroutine.
+func (c *conn) serve() {
+	c.log.Trace("connection opened")
+	err := c.readLoop()
+	switch {
+	case err == nil, errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+		c.log.Trace("connection closed")
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		c.log.Debug("connection closed: peer idle or stalled", "error", err)
+	case errors.Is(err, errMalformed), errors.Is(err, fcgi.ErrVersion), errors.Is(err, io.ErrUnexpectedEOF):
+		c.log.Warn("closing connection: bad FastCGI input", "error", err)
+	default:
+		c.log.Debug("connection ended", "error", err)
+	}
+	c.mu.Lock()
+	for _, r := range c.reqs {
+		r.abort(ErrConnClosed)
+	}
+	c.mu.Unlock()
+	c.handlers.Wait()
+	c.close()
+}
+
+func (c *conn) close() {
+	c.closeOnce.Do(func() { c.nc.Close() })
+}
+
+// armIdleDeadline chooses how long the reader may wait for the next
+// record: a connection with no request in flight, or with one still
+// receiving its params or body, may idle for IdleTimeout; one whose requests
+// are all being served waits as long as they run. Deadlines are only set
+// under c.mu, so a request ending (run) and the reader starting a record
+// never overwrite each other's deadline.
+func (c *conn) armIdleDeadline() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.atBoundary = true
+	wait := len(c.reqs) == 0
+	for _, r := range c.reqs {
+		if !r.paramsDone || !r.stdinEnded() {
+			wait = true
+			break
+		}
+	}
+	if wait {
+		c.nc.SetReadDeadline(time.Now().Add(c.srv.IdleTimeout))
+	} else {
+		c.nc.SetReadDeadline(time.Time{})
+	}
+}
+
+// armRecordDeadline bounds reading the rest of a record that has begun.
+func (c *conn) armRecordDeadline() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.atBoundary = false
+	c.nc.SetReadDeadline(time.Now().Add(c.srv.RecordTimeout))
+}
+
+func (c *conn) readLoop() error {
+	for {
+		c.armIdleDeadline()
+		if _, err := c.br.Peek(1); err != nil {
+			return err
+		}
+		// A record has begun: the peer must finish it promptly.
+		c.armRecordDeadline()
+		rec, err := c.rd.Next()
+		if err != nil {
+			return err
+		}
+		if err := c.dispatch(rec); err != nil {
+			return err
+		}
+	}
+}
+
+func (c *conn) lookup(id uint16) *Request {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reqs[id]
+}
+
+func (c *conn) dispatch(rec fcgi.Record) error {
+	if rec.RequestID == fcgi.NullRequestID {
+		return c.management(rec)
+	}
+	switch rec.Type {
+	case fcgi.TypeBeginRequest:
+		return c.begin(rec)
+	case fcgi.TypeParams:
+		if r := c.lookup(rec.RequestID); r != nil {
+			return c.params(r, rec.Content)
+		}
+	case fcgi.TypeStdin:
+		if r := c.lookup(rec.RequestID); r != nil {
+			c.stdin(r, rec.Content)
+		}
+	case fcgi.TypeAbortRequest:
+		if r := c.lookup(rec.RequestID); r != nil {
+			r.Log.Debug("ABORT_REQUEST received")
+			r.abort(ErrAborted)
+			c.startRun(r)
+		}
+	case fcgi.TypeData:
+		// FILTER is refused at BEGIN_REQUEST, so DATA has no reader.
+	default:
+		c.log.Debug("ignoring record", "type", rec.Type, "id", rec.RequestID)
+	}
+	// Records for unknown or finished request ids are ignored, as the
+	// specification asks.
+	return nil
+}
+
+// management answers records with request id 0.
+func (c *conn) management(rec fcgi.Record) error {
+	if rec.Type != fcgi.TypeGetValues {
+		c.log.Debug("unknown management record", "type", rec.Type)
+		return c.writeRecords(func(b []byte) []byte {
+			return fcgi.AppendRecord(b, fcgi.TypeUnknownType, 0, fcgi.AppendUnknownType(nil, rec.Type))
+		})
+	}
+	var reply []byte
+	err := fcgi.ForEachPair(rec.Content, func(name, _ []byte) error {
+		var v string
+		switch string(name) {
+		case fcgi.MaxConns:
+			v = strconv.Itoa(c.srv.MaxConns)
+		case fcgi.MaxReqs:
+			v = strconv.Itoa(c.srv.MaxConns * c.srv.MaxReqsPerConn)
+		case fcgi.MpxsConns:
+			v = "1"
+		default:
+			return nil // only the names asked for, and only those we know
+		}
+		reply = fcgi.AppendPair(reply, string(name), v)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("%w: GET_VALUES: %w", errMalformed, err)
+	}
+	return c.writeRecords(func(b []byte) []byte {
+		return fcgi.AppendRecord(b, fcgi.TypeGetValuesResult, 0, reply)
+	})
+}
+
+func (c *conn) begin(rec fcgi.Record) error {
+	body, err := fcgi.ParseBeginRequest(rec.Content)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errMalformed, err)
+	}
+	id := rec.RequestID
+	c.mu.Lock()
+	_, dup := c.reqs[id]
+	n := len(c.reqs)
+	c.mu.Unlock()
+	if dup {
+		c.log.Warn("BEGIN_REQUEST for a request id already in flight; ignored", "id", id)
+		return nil
+	}
+	switch {
+	case body.Role != fcgi.RoleResponder && body.Role != fcgi.RoleAuthorizer:
+		// FILTER is sent by no real web server: refuse it, and any unknown
+		// role, as the specification allows.
+		c.log.Warn("refusing request: role not supported", "id", id, "role", body.Role)
+		return c.refuseNow(id, body.KeepConn(), fcgi.UnknownRole, 501, "FastCGI role "+body.Role.String()+" is not supported")
+	case n >= c.srv.MaxReqsPerConn:
+		c.log.Warn("refusing request: too many requests on one connection", "id", id, "limit", c.srv.MaxReqsPerConn)
+		return c.refuseNow(id, body.KeepConn(), fcgi.Overloaded, 503, "too many concurrent requests on this connection")
+	case c.srv.shuttingDown():
+		return c.refuseNow(id, body.KeepConn(), fcgi.Overloaded, 503, "server shutting down")
+	}
+	r := c.srv.newRequest(c, id, body)
+	c.mu.Lock()
+	c.reqs[id] = r
+	c.mu.Unlock()
+	return nil
+}
+
+// refuseNow answers a request that was never admitted: an HTTP status on
+// STDOUT (the only thing front ends look at) and END_REQUEST with the
+// FastCGI status. Later records for its id are ignored.
+func (c *conn) refuseNow(id uint16, keepConn bool, ps fcgi.ProtocolStatus, status int, reason string) error {
+	err := c.writeRecords(func(b []byte) []byte {
+		b = fcgi.AppendStream(b, fcgi.TypeStdout, id, refusalBody(status, reason))
+		return appendEnd(b, id, false, fcgi.EndRequest{ProtocolStatus: ps})
+	})
+	if err == nil && !keepConn {
+		c.closeWhenIdle()
+	}
+	return err
+}
+
+func (c *conn) params(r *Request, p []byte) error {
+	if r.paramsDone {
+		return nil
+	}
+	if len(p) > 0 {
+		if len(r.paramBuf)+len(p) > c.srv.MaxParamsBytes {
+			r.Log.Warn("refusing request: params too large", "limit", c.srv.MaxParamsBytes)
+			r.paramBuf = nil
+			r.paramsDone = true
+			r.refuse(431, "request headers too large", errParamsTooLarge)
+			c.paramsComplete(r)
+			return nil
+		}
+		r.paramBuf = append(r.paramBuf, p...)
+		return nil
+	}
+	r.paramsDone = true
+	err := fcgi.ForEachPair(r.paramBuf, func(name, value []byte) error {
+		r.Params = append(r.Params, cgienv.Param{Name: string(name), Value: string(value)})
+		return nil
+	})
+	r.paramBuf = nil
+	if err != nil {
+		return fmt.Errorf("%w: request %d params: %w", errMalformed, r.ID, err)
+	}
+	c.paramsComplete(r)
+	return nil
+}
+
+// paramsComplete starts serving r once its params have ended.
+func (c *conn) paramsComplete(r *Request) {
+	if r.Role == fcgi.RoleAuthorizer {
+		// An authorizer gets no body; front ends may not even end the stream.
+		c.endStdin(r)
+	}
+	c.startRun(r)
+}
+
+var errParamsTooLarge = errors.New("request params larger than the configured limit")
+
+func (c *conn) stdin(r *Request, p []byte) {
+	if r.stdinEnded() {
+		return
+	}
+	if len(p) == 0 {
+		c.endStdin(r)
+		return
+	}
+	if r.getRefusal() != nil {
+		return // keep draining, discard
+	}
+	if max := c.srv.MaxBodyBytes; max > 0 && r.Body.Size()+int64(len(p)) > max {
+		r.Log.Warn("refusing request: body too large", "limit", max)
+		r.refuse(413, "request body too large", ErrBodyTooLarge)
+		r.Body.finish(ErrBodyTooLarge)
+		return
+	}
+	if err := r.Body.write(p); err != nil {
+		r.Log.Error("cannot spool request body", "error", err)
+		r.refuse(500, "cannot store the request body", err)
+		r.Body.finish(err)
+	}
+}
+
+func (c *conn) endStdin(r *Request) {
+	r.Body.finish(nil)
+	close(r.stdinDone)
+}
+
+// startRun starts the goroutine that serves r and ends it, once.
+func (c *conn) startRun(r *Request) {
+	if !r.running.CompareAndSwap(false, true) {
+		return
+	}
+	c.handlers.Add(1)
+	go c.run(r)
+}
+
+// run owns a request from the end of its params to its END_REQUEST.
+func (c *conn) run(r *Request) {
+	defer c.handlers.Done()
+	var appStatus uint32
+	if r.getRefusal() == nil && r.ctx.Err() == nil {
+		appStatus = c.srv.Handler.ServeFCGI(r)
+	}
+	// Hold the end, like any output, until the body has arrived. A request
+	// the web server aborted, or that shutdown cut short, still gets its
+	// END_REQUEST; one whose connection is gone gets nothing.
+	inputDone := r.waitInput()
+	cause := context.Cause(r.ctx)
+	answer := inputDone || errors.Is(cause, ErrAborted) || errors.Is(cause, ErrShutdown)
+	c.srv.requestDone(r)
+
+	// Free the id before END_REQUEST goes out: nginx reuses id 1 for its
+	// next request on a kept connection as soon as it has read it.
+	c.mu.Lock()
+	delete(c.reqs, r.ID)
+	if !r.KeepConn {
+		c.closeIdle = true
+	}
+	idle := len(c.reqs) == 0
+	closeNow := idle && c.closeIdle
+	if idle && !closeNow && c.atBoundary {
+		// The reader may be waiting with no deadline; now idle, it may not
+		// wait forever.
+		c.nc.SetReadDeadline(time.Now().Add(c.srv.IdleTimeout))
+	}
+	c.mu.Unlock()
+
+	if answer {
+		ref := r.getRefusal()
+		err := c.writeRecords(func(b []byte) []byte {
+			if ref != nil && r.Stdout.Written() == 0 {
+				b = fcgi.AppendStream(b, fcgi.TypeStdout, r.ID, refusalBody(ref.status, ref.reason))
+			}
+			return appendEnd(b, r.ID, r.Stderr.Written() > 0, fcgi.EndRequest{AppStatus: appStatus})
+		})
+		if err != nil {
+			r.Log.Debug("cannot send END_REQUEST", "error", err)
+		}
+	}
+	r.abort(context.Canceled) // release anything still waiting on the request
+	r.Body.release()
+	if closeNow {
+		c.close()
+	}
+}
+
+// cancelAll ends every request in flight for shutdown: each is answered
+// 503 (if it had sent nothing) and its handler cancelled. A request still
+// receiving its params has no goroutine to answer it, so a connection that
+// holds one is closed outright.
+func (c *conn) cancelAll() {
+	c.mu.Lock()
+	unstarted := false
+	for _, r := range c.reqs {
+		r.refuse(503, "the bridge is shutting down", ErrShutdown)
+		r.abort(ErrShutdown)
+		unstarted = unstarted || !r.running.Load()
+	}
+	c.closeIdle = true
+	c.mu.Unlock()
+	if unstarted {
+		c.close()
+	}
+}
+
+// closeWhenIdle closes the connection now if nothing is in flight, else
+// after the last request ends.
+func (c *conn) closeWhenIdle() {
+	c.mu.Lock()
+	c.closeIdle = true
+	idle := len(c.reqs) == 0
+	c.mu.Unlock()
+	if idle {
+		c.close()
+	}
+}
+
+func appendEnd(b []byte, id uint16, stderrUsed bool, e fcgi.EndRequest) []byte {
+	b = fcgi.AppendRecord(b, fcgi.TypeStdout, id, nil)
+	if stderrUsed {
+		b = fcgi.AppendRecord(b, fcgi.TypeStderr, id, nil)
+	}
+	return fcgi.AppendRecord(b, fcgi.TypeEndRequest, id, fcgi.AppendEndRequest(nil, e))
+}
+
+// refusalBody is a minimal CGI response carrying status.
+func refusalBody(status int, reason string) []byte {
+	text := statusText(status)
+	b := fmt.Appendf(nil, "Status: %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n", status, text)
+	if status == 503 {
+		b = append(b, "Retry-After: 1\r\n"...)
+	}
+	return fmt.Appendf(b, "\r\n%d %s: %s\n", status, text, reason)
+}
+
+// maxWriteChunk bounds how much one stream write puts on the socket under
+// the lock, so requests sharing a connection take turns.
+const maxWriteChunk = 64 << 10
+
+// writeStream sends p as records of typ for request id.
+func (c *conn) writeStream(typ fcgi.RecType, id uint16, p []byte) error {
+	for len(p) > 0 {
+		n := min(len(p), maxWriteChunk)
+		chunk := p[:n]
+		if err := c.writeRecords(func(b []byte) []byte { return fcgi.AppendStream(b, typ, id, chunk) }); err != nil {
+			return err
+		}
+		p = p[n:]
+	}
+	return nil
+}
+
+// writeRecords builds records with build and writes them in one write under
+// the connection's write lock. After a failed write every later write fails
+// too, and the connection is closed so the reader stops.
+func (c *conn) writeRecords(build func([]byte) []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.werr != nil {
+		return c.werr
+	}
+	c.wbuf = build(c.wbuf[:0])
+	c.nc.SetWriteDeadline(time.Now().Add(c.srv.WriteTimeout))
+	if _, err := c.nc.Write(c.wbuf); err != nil {
+		c.werr = fmt.Errorf("write to web server: %w", err)
+		c.close()
+		return c.werr
+	}
+	if cap(c.wbuf) > 2*maxWriteChunk+1024 {
+		c.wbuf = nil // don't keep an outsized buffer for the connection's life
+	}
+	return nil
+}

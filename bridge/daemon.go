@@ -1,0 +1,233 @@
+// This file holds the daemon: it opens the listeners, runs the FastCGI
+// server, the optional development HTTP front end and status endpoint,
+// applies SIGHUP reloads, and drains on SIGTERM/SIGINT.
+
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/cgibridge/cgibridge/bridge/listen"
+	"github.com/cgibridge/cgibridge/bridge/sandbox"
+	"github.com/cgibridge/cgibridge/bridge/status"
+	"github.com/hashicorp/go-hclog"
+)
+
+// Options is the whole configuration of a running bridge.
+type Options struct {
+	Listen     []string // --listen specs; none: inherited sockets
+	ListenOpts listen.Options
+	CGI        CGIConfig
+
+	MaxConns       int
+	MaxBodyBytes   int64
+	MaxParamsBytes int
+	TempDir        string
+
+	HTTP   string // development HTTP front end address, or ""
+	Status string // status/metrics address, or ""
+
+	ShutdownTimeout time.Duration
+	// DropTo, when set, is the identity the bridge itself switches to
+	// after binding its sockets.
+	DropTo *sandbox.Identity
+	// LogLevel is applied to the root logger (also on reload).
+	LogLevel hclog.Level
+}
+
+// Daemon is a running bridge.
+type Daemon struct {
+	log     hclog.Logger
+	opts    *Options
+	stats   *status.Stats
+	handler *CGIHandler
+	server  *Server
+	lns     []*listen.Listener
+	http    *http.Server
+	status  *http.Server
+	front   *pipeListener
+}
+
+// NewDaemon validates opts and opens every socket. Nothing is served
+// until Run.
+func NewDaemon(opts *Options, log hclog.Logger) (*Daemon, error) {
+	d := &Daemon{log: log, opts: opts, stats: status.New(opts.CGI.MaxProcs, nil)}
+	h, err := NewCGIHandler(&opts.CGI, log.Named("cgi"), d.stats)
+	if err != nil {
+		return nil, err
+	}
+	d.handler = h
+	d.server = &Server{
+		Handler:        h,
+		Log:            log.Named("fcgi"),
+		MaxConns:       opts.MaxConns,
+		MaxBodyBytes:   opts.MaxBodyBytes,
+		MaxParamsBytes: opts.MaxParamsBytes,
+		TempDir:        opts.TempDir,
+		RequestDone:    h.RequestDone,
+		Stats:          d.stats,
+	}
+	if err := d.openListeners(); err != nil {
+		d.closeListeners()
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *Daemon) openListeners() error {
+	llog := d.log.Named("listen")
+	if len(d.opts.Listen) == 0 {
+		inh, err := listen.Inherited(llog)
+		if err != nil {
+			return err
+		}
+		for _, l := range inh {
+			if len(d.opts.ListenOpts.AllowFrom) > 0 {
+				l.SetAllowFrom(d.opts.ListenOpts.AllowFrom)
+			}
+		}
+		d.lns = inh
+	}
+	for _, spec := range d.opts.Listen {
+		l, err := listen.Open(spec, d.opts.ListenOpts, llog)
+		if err != nil {
+			return fmt.Errorf("--listen %s: %w", spec, err)
+		}
+		d.lns = append(d.lns, l)
+	}
+	if len(d.lns) == 0 && d.opts.HTTP == "" {
+		return errors.New("nothing to listen on: pass --listen unix:/run/cgibridge.sock (or tcp:127.0.0.1:9000), start under systemd socket activation or spawn-fcgi, or use --http for development")
+	}
+	if d.opts.HTTP != "" {
+		d.front = newPipeListener()
+		ln, err := net.Listen("tcp", d.opts.HTTP)
+		if err != nil {
+			return fmt.Errorf("--http %s: %w", d.opts.HTTP, err)
+		}
+		d.http = &http.Server{Handler: newHTTPFront(d.front, &d.opts.CGI, d.log.Named("http")), ReadHeaderTimeout: 30 * time.Second}
+		go d.serveHTTP(d.http, ln, "http front end")
+	}
+	if d.opts.Status != "" {
+		ln, err := net.Listen("tcp", d.opts.Status)
+		if err != nil {
+			return fmt.Errorf("--status %s: %w", d.opts.Status, err)
+		}
+		d.status = &http.Server{Handler: status.Handler(d.stats), ReadHeaderTimeout: 10 * time.Second}
+		go d.serveHTTP(d.status, ln, "status")
+	}
+	return nil
+}
+
+func (d *Daemon) serveHTTP(s *http.Server, ln net.Listener, what string) {
+	d.log.Info("serving "+what, "addr", ln.Addr().String())
+	if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		d.log.Error(what+" stopped", "error", err)
+	}
+}
+
+func (d *Daemon) closeListeners() {
+	for _, l := range d.lns {
+		l.Close()
+	}
+	if d.http != nil {
+		d.http.Close()
+	}
+	if d.status != nil {
+		d.status.Close()
+	}
+}
+
+// Handler returns the CGI handler (for reloads and tests).
+func (d *Daemon) Handler() *CGIHandler { return d.handler }
+
+// Run serves until SIGTERM or SIGINT (then drains) and applies reload on
+// SIGHUP. reload may be nil. It returns nil after a clean drain.
+func (d *Daemon) Run(reload func() (*Options, error)) error {
+	if d.opts.DropTo != nil {
+		if err := sandbox.DropPrivileges(d.opts.DropTo); err != nil {
+			d.closeListeners()
+			return fmt.Errorf("drop privileges to %s: %w", d.opts.DropTo, err)
+		}
+		d.log.Info("dropped privileges", "user", d.opts.DropTo.String())
+	}
+	errc := make(chan error, len(d.lns)+1)
+	for _, l := range d.lns {
+		d.log.Info("listening", "addr", l.Spec)
+		go func() { errc <- d.server.Serve(l) }()
+	}
+	if d.front != nil {
+		go func() { errc <- d.server.Serve(d.front) }()
+	}
+	if err := listen.Notify("READY=1\nSTATUS=serving"); err != nil {
+		d.log.Warn("sd_notify failed", "error", err)
+	}
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	for {
+		select {
+		case err := <-errc:
+			if errors.Is(err, ErrServerClosed) {
+				continue
+			}
+			d.log.Error("listener failed; shutting down", "error", err)
+			d.shutdown()
+			return err
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				d.reload(reload)
+				continue
+			}
+			d.log.Info("shutting down", "signal", sig.String(), "deadline", d.opts.ShutdownTimeout)
+			return d.shutdown()
+		}
+	}
+}
+
+func (d *Daemon) shutdown() error {
+	if err := listen.Notify("STOPPING=1"); err != nil {
+		d.log.Warn("sd_notify failed", "error", err)
+	}
+	d.closeListeners()
+	ctx, cancel := context.WithTimeout(context.Background(), d.opts.ShutdownTimeout)
+	defer cancel()
+	if err := d.server.Shutdown(ctx); err != nil {
+		d.log.Warn("shutdown deadline passed; requests still running were cancelled", "deadline", d.opts.ShutdownTimeout)
+	}
+	d.log.Info("stopped")
+	return nil
+}
+
+// reload applies what can change without dropping a connection: program
+// limits, interpreters, environment, log level. Listener changes need a
+// restart and are reported as such.
+func (d *Daemon) reload(load func() (*Options, error)) {
+	if load == nil {
+		d.log.Warn("SIGHUP ignored: no configuration to re-read")
+		return
+	}
+	next, err := load()
+	if err != nil {
+		d.log.Error("reload failed; keeping the running configuration", "error", err)
+		return
+	}
+	if err := d.handler.Reload(&next.CGI); err != nil {
+		d.log.Error("reload failed; keeping the running configuration", "error", err)
+		return
+	}
+	d.log.SetLevel(next.LogLevel)
+	if fmt.Sprint(next.Listen) != fmt.Sprint(d.opts.Listen) || next.HTTP != d.opts.HTTP || next.Status != d.opts.Status ||
+		next.ListenOpts.SocketMode != d.opts.ListenOpts.SocketMode {
+		d.log.Warn("listener options changed; they take effect only after a restart")
+	}
+	d.log.Info("configuration reloaded", "max_procs", next.CGI.MaxProcs, "timeout", next.CGI.Timeout, "log_level", next.LogLevel.String())
+}

@@ -1,0 +1,286 @@
+// This file holds the exec runner: one process per request, in its own
+// process group, with its output copied to the response as it comes and its
+// lifetime bounded — timeout, abort and shutdown send SIGTERM to the group,
+// wait a grace period, then SIGKILL. Every child is reaped.
+
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// Job is one program run: what a runner needs, already resolved.
+type Job struct {
+	Path  string   // program to execute
+	Argv  []string // its argv, Argv[0] included
+	Env   []string
+	Dir   string
+	Stdin io.Reader // nil, an *os.File (passed as is) or another reader
+	// Stdout receives the program's standard output; an error from its
+	// Write stops the copying (and the program is then ended).
+	Stdout io.Writer
+	// Stderr receives the program's standard error as it comes.
+	Stderr io.Writer
+	// SysProcAttr, when set, is used as the base (credentials, cgroup);
+	// Setpgid is always added.
+	SysProcAttr *syscall.SysProcAttr
+}
+
+// ExitInfo is how a run ended.
+type ExitInfo struct {
+	PID      int
+	Started  bool
+	StartErr error // exec failed; nothing ran
+	// Code is the exit status, or -1 when a signal ended the program.
+	Code     int
+	Signal   syscall.Signal
+	TimedOut bool  // the timeout ended it
+	Canceled error // the request's context ended it (its cause)
+	Killed   bool  // SIGKILL was needed
+	// Lingered means descendants still held the output open after the
+	// program exited; they were ended after the grace period.
+	Lingered bool
+}
+
+// String is a short description for log lines: "exit 0", "signal KILL".
+func (e ExitInfo) String() string {
+	switch {
+	case !e.Started:
+		return "not started"
+	case e.Code >= 0:
+		return fmt.Sprintf("exit %d", e.Code)
+	default:
+		return "signal " + strings.TrimPrefix(signalName(e.Signal), "SIG")
+	}
+}
+
+func signalName(s syscall.Signal) string {
+	switch s {
+	case syscall.SIGKILL:
+		return "SIGKILL"
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	case syscall.SIGSEGV:
+		return "SIGSEGV"
+	case syscall.SIGPIPE:
+		return "SIGPIPE"
+	case syscall.SIGXCPU:
+		return "SIGXCPU"
+	case syscall.SIGABRT:
+		return "SIGABRT"
+	}
+	return fmt.Sprintf("SIG%d", int(s))
+}
+
+// ExecRunner starts one process per job.
+type ExecRunner struct {
+	// Timeout bounds a run; 0 means none.
+	Timeout time.Duration
+	// KillGrace is the time between SIGTERM and SIGKILL (default 3s).
+	KillGrace time.Duration
+	// OutputGrace is how long output may stay open after the program
+	// exited (a grandchild holding stdout) before the group is ended
+	// (default 1s).
+	OutputGrace time.Duration
+	Log         hclog.Logger
+}
+
+// copyBufs recycles the 32 KiB buffers that carry program output.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// Run executes the job and returns how it ended. It returns once the
+// program has exited and its output has been copied or abandoned.
+func (e *ExecRunner) Run(ctx context.Context, job *Job) ExitInfo {
+	killGrace := cmpOr(e.KillGrace, 3*time.Second)
+	outGrace := cmpOr(e.OutputGrace, time.Second)
+
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return ExitInfo{StartErr: fmt.Errorf("create stdout pipe: %w", err)}
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return ExitInfo{StartErr: fmt.Errorf("create stderr pipe: %w", err)}
+	}
+	cmd, err := startRetrying(ctx, job, outW, errW)
+	// The child has its own copies; ours must go so EOF can be seen.
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		return ExitInfo{StartErr: err}
+	}
+	info := ExitInfo{PID: cmd.Process.Pid, Started: true}
+	pgid := cmd.Process.Pid
+
+	var timeout <-chan time.Time
+	if e.Timeout > 0 {
+		t := time.NewTimer(e.Timeout)
+		defer t.Stop()
+		timeout = t.C
+	}
+
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	stdoutDone := make(chan struct{})
+	sinkFailed := make(chan struct{})
+	go func() {
+		defer close(stdoutDone)
+		bp := copyBufs.Get().(*[]byte)
+		defer copyBufs.Put(bp)
+		if _, err := io.CopyBuffer(job.Stdout, outR, *bp); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			// The sink refused more (bad header, gone front end): the
+			// program is ended rather than left blocked on a full pipe.
+			close(sinkFailed)
+		}
+	}()
+	stderrDone := make(chan struct{})
+	go func() {
+		defer close(stderrDone)
+		copyStderr(job.Stderr, errR)
+	}()
+
+	// stop ends the group: SIGTERM, grace, SIGKILL. It returns once the
+	// program has exited.
+	var waitErr error
+	var haveExit bool
+	stop := func() {
+		syscall.Kill(-pgid, syscall.SIGTERM)
+		if haveExit {
+			return
+		}
+		t := time.NewTimer(killGrace)
+		defer t.Stop()
+		select {
+		case waitErr = <-exited:
+			haveExit = true
+		case <-t.C:
+			info.Killed = true
+			syscall.Kill(-pgid, syscall.SIGKILL)
+			waitErr = <-exited
+			haveExit = true
+		}
+	}
+
+	// Phase 1: until the program exits (or must be stopped).
+	select {
+	case waitErr = <-exited:
+		haveExit = true
+	case <-timeout:
+		info.TimedOut = true
+		stop()
+	case <-ctx.Done():
+		info.Canceled = context.Cause(ctx)
+		stop()
+	case <-sinkFailed:
+		stop()
+	}
+
+	// Phase 2: output may still be open in descendants. Give it a short
+	// grace, then end the group and stop reading.
+	grace := time.NewTimer(outGrace)
+	defer grace.Stop()
+	for _, done := range []chan struct{}{stdoutDone, stderrDone} {
+		select {
+		case <-done:
+			continue
+		case <-grace.C:
+		case <-ctx.Done():
+		}
+		info.Lingered = true
+		syscall.Kill(-pgid, syscall.SIGKILL)
+		outR.SetReadDeadline(time.Now())
+		errR.SetReadDeadline(time.Now())
+		<-done
+	}
+	outR.Close()
+	errR.Close()
+
+	info.Code, info.Signal = exitStatus(cmd, waitErr)
+	return info
+}
+
+// startRetrying starts the job, retrying briefly on ETXTBSY: a file written
+// just before being executed can still be open for writing in another
+// process that forked meanwhile (golang/go#22315).
+func startRetrying(ctx context.Context, job *Job, stdout, stderr *os.File) (*exec.Cmd, error) {
+	delay := 5 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		attr := &syscall.SysProcAttr{}
+		if job.SysProcAttr != nil {
+			a := *job.SysProcAttr
+			attr = &a
+		}
+		attr.Setpgid = true
+		cmd := &exec.Cmd{
+			Path:        job.Path,
+			Args:        job.Argv,
+			Env:         job.Env,
+			Dir:         job.Dir,
+			Stdin:       job.Stdin,
+			Stdout:      stdout,
+			Stderr:      stderr,
+			SysProcAttr: attr,
+			// A stdin copy goroutine (small in-memory bodies) must not keep
+			// Wait waiting on a grandchild that holds the pipe.
+			WaitDelay: time.Second,
+		}
+		err := cmd.Start()
+		if err == nil {
+			return cmd, nil
+		}
+		if !errors.Is(err, syscall.ETXTBSY) || attempt >= 6 || ctx.Err() != nil {
+			return nil, err
+		}
+		time.Sleep(delay)
+		delay *= 2
+	}
+}
+
+func exitStatus(cmd *exec.Cmd, waitErr error) (int, syscall.Signal) {
+	if cmd.ProcessState == nil {
+		return -1, 0
+	}
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return -1, ws.Signal()
+	}
+	return cmd.ProcessState.ExitCode(), 0
+}
+
+// copyStderr forwards the program's standard error as it comes.
+func copyStderr(dst io.Writer, src io.Reader) {
+	if dst == nil {
+		dst = io.Discard
+	}
+	buf := make([]byte, 4096)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			dst.Write(buf[:n])
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func cmpOr(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}

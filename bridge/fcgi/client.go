@@ -1,0 +1,185 @@
+// This file holds the client side of the protocol: what a web server sends
+// and reads. The bridge uses it for its development HTTP front end and for
+// warm FastCGI children; the conformance tests use it to speak like nginx and
+// like an attacker.
+
+package fcgi
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+)
+
+// ClientConn is the client end of one FastCGI connection. Writes are safe
+// for concurrent use; Next must be called from one goroutine at a time.
+type ClientConn struct {
+	conn net.Conn
+	rd   *Reader
+
+	wmu sync.Mutex
+	buf []byte
+}
+
+// NewClientConn wraps an established connection.
+func NewClientConn(c net.Conn) *ClientConn {
+	return &ClientConn{conn: c, rd: NewReader(bufio.NewReaderSize(c, 32<<10))}
+}
+
+// Conn returns the underlying connection.
+func (c *ClientConn) Conn() net.Conn { return c.conn }
+
+// Close closes the connection.
+func (c *ClientConn) Close() error { return c.conn.Close() }
+
+// Next reads the next record from the application.
+func (c *ClientConn) Next() (Record, error) { return c.rd.Next() }
+
+// WriteRaw writes bytes as they are, for tests that send malformed input.
+func (c *ClientConn) WriteRaw(b []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_, err := c.conn.Write(b)
+	return err
+}
+
+func (c *ClientConn) send(build func([]byte) []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.buf = build(c.buf[:0])
+	_, err := c.conn.Write(c.buf)
+	return err
+}
+
+// WriteRecord writes one record; content must not exceed MaxContent.
+func (c *ClientConn) WriteRecord(typ RecType, id uint16, content []byte) error {
+	return c.send(func(b []byte) []byte { return AppendRecord(b, typ, id, content) })
+}
+
+// WriteBeginRequest starts request id.
+func (c *ClientConn) WriteBeginRequest(id uint16, role Role, keepConn bool) error {
+	var flags uint8
+	if keepConn {
+		flags = FlagKeepConn
+	}
+	body := AppendBeginRequest(nil, BeginRequest{Role: role, Flags: flags})
+	return c.WriteRecord(TypeBeginRequest, id, body)
+}
+
+// WriteParams sends the pairs as PARAMS records, split at MaxContent, and
+// the empty record that ends the stream.
+func (c *ClientConn) WriteParams(id uint16, pairs []Pair) error {
+	var enc []byte
+	for _, p := range pairs {
+		enc = AppendPair(enc, p.Name, p.Value)
+	}
+	return c.send(func(b []byte) []byte {
+		b = AppendStream(b, TypeParams, id, enc)
+		return AppendRecord(b, TypeParams, id, nil)
+	})
+}
+
+// WriteStream copies r into records of typ of at most chunk bytes each (as
+// nginx sends its request body in 8 KiB records), then ends the stream with
+// an empty record. A nil r sends only the end.
+func (c *ClientConn) WriteStream(typ RecType, id uint16, r io.Reader, chunk int) error {
+	if chunk <= 0 || chunk > MaxContent {
+		chunk = MaxContent
+	}
+	if r != nil {
+		p := make([]byte, chunk)
+		for {
+			n, err := r.Read(p)
+			if n > 0 {
+				if werr := c.WriteRecord(typ, id, p[:n]); werr != nil {
+					return werr
+				}
+			}
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("read request body: %w", err)
+			}
+		}
+	}
+	return c.WriteRecord(typ, id, nil)
+}
+
+// Response is what the application sent for one request.
+type Response struct {
+	End EndRequest
+}
+
+// ErrNoEnd means the connection ended before the request's END_REQUEST.
+var ErrNoEnd = errors.New("fcgi: connection closed before END_REQUEST")
+
+// Do runs one request on the connection the way a web server does: it sends
+// BEGIN_REQUEST, the params and the body (concurrently with reading, so a
+// response that arrives early never deadlocks the exchange) and copies the
+// STDOUT and STDERR streams to stdout and stderr until END_REQUEST.
+// Records for other request ids are ignored. Cancelling ctx closes the
+// connection, which is how nginx aborts a request.
+func (c *ClientConn) Do(ctx context.Context, id uint16, role Role, keepConn bool, params []Pair, body io.Reader, stdout, stderr io.Writer) (EndRequest, error) {
+	stop := context.AfterFunc(ctx, func() { c.conn.Close() })
+	defer stop()
+
+	sendErr := make(chan error, 1)
+	go func() {
+		err := c.WriteBeginRequest(id, role, keepConn)
+		if err == nil {
+			err = c.WriteParams(id, params)
+		}
+		if err == nil {
+			err = c.WriteStream(TypeStdin, id, body, 8192)
+		}
+		sendErr <- err
+	}()
+
+	end, err := c.readResponse(id, stdout, stderr)
+	// The send goroutine ends when the body is sent or the connection fails.
+	// Its error matters only when no response came: an application may
+	// answer and close before it has read the whole body.
+	if werr := <-sendErr; err != nil && werr != nil && ctx.Err() == nil {
+		err = fmt.Errorf("%w (sending: %v)", err, werr)
+	}
+	if ctx.Err() != nil {
+		return end, ctx.Err()
+	}
+	return end, err
+}
+
+func (c *ClientConn) readResponse(id uint16, stdout, stderr io.Writer) (EndRequest, error) {
+	for {
+		rec, err := c.Next()
+		if err != nil {
+			if err == io.EOF || errors.Is(err, net.ErrClosed) {
+				err = ErrNoEnd
+			}
+			return EndRequest{}, err
+		}
+		if rec.RequestID != id {
+			continue
+		}
+		switch rec.Type {
+		case TypeStdout:
+			if stdout != nil {
+				if _, err := stdout.Write(rec.Content); err != nil {
+					return EndRequest{}, err
+				}
+			}
+		case TypeStderr:
+			if stderr != nil {
+				if _, err := stderr.Write(rec.Content); err != nil {
+					return EndRequest{}, err
+				}
+			}
+		case TypeEndRequest:
+			return ParseEndRequest(rec.Content)
+		}
+	}
+}

@@ -1,0 +1,171 @@
+// This file holds Environ: the child's environment, built from the params, the
+// resolved script and an allowlist of the bridge's own variables, never inherited.
+
+package cgienv
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// defaultPath is what a script gets when neither the bridge's pass-through
+// environment nor the front end supplies PATH: a script calling "sed" must work.
+const defaultPath = "/usr/local/bin:/usr/bin:/bin"
+
+// Environ builds the child's environment. bodyLen is the real spooled body length.
+// osEnviron is the bridge's own environment (os.Environ()), filtered by PassEnv.
+//
+// The result is "NAME=VALUE" strings sorted by name. Precedence, lowest first:
+// the bridge's passed-through variables, the params, the variables the bridge
+// always sets (GATEWAY_INTERFACE, SCRIPT_NAME, CONTENT_LENGTH...), SetEnv. A param
+// with an empty name, '=' or NUL in its name, or NUL in its value is an *Error
+// with status 400: such a pair cannot be represented in an environment block.
+func Environ(c *Config, params []Param, s *Script, bodyLen int64, osEnviron []string) ([]string, error) {
+	if c == nil || s == nil {
+		return nil, errors.New("cgienv: Environ called without a Config or a Script")
+	}
+	opts, err := c.envOptions()
+	if err != nil {
+		return nil, fmt.Errorf("cgienv: invalid config: %w", err)
+	}
+	fromParams, err := paramEnv(params)
+	if err != nil {
+		return nil, err
+	}
+
+	env := make(map[string]string, len(fromParams)+16)
+	for _, kv := range osEnviron {
+		name, value, ok := strings.Cut(kv, "=")
+		if !ok || !validName(name) || strings.ContainsRune(value, 0) || neverPass(name) || !opts.passes(name) {
+			continue
+		}
+		if _, seen := env[name]; !seen { // the first wins, as in getenv(3)
+			env[name] = value
+		}
+	}
+	for name, value := range fromParams {
+		env[name] = value
+	}
+
+	env["GATEWAY_INTERFACE"] = "CGI/1.1"
+	if c.ServerSoftware != "" {
+		env["SERVER_SOFTWARE"] = c.ServerSoftware
+	}
+	// RFC 3875 4.1.7: QUERY_STRING must be defined, as "" when there is no query.
+	if _, ok := env["QUERY_STRING"]; !ok {
+		env["QUERY_STRING"] = ""
+	}
+	env["SCRIPT_NAME"] = s.ScriptName
+	env["SCRIPT_FILENAME"] = s.Filename
+	setOrUnset(env, "PATH_INFO", s.PathInfo)
+	setOrUnset(env, "PATH_TRANSLATED", s.PathTranslated)
+	// The body was spooled, so its real length is known and beats whatever the
+	// front end claimed (stale with chunked uploads, empty without buffering).
+	if bodyLen > 0 || fromParams["CONTENT_LENGTH"] != "" {
+		env["CONTENT_LENGTH"] = strconv.FormatInt(max(bodyLen, 0), 10)
+	} else {
+		delete(env, "CONTENT_LENGTH")
+	}
+	// php-cgi refuses to run without REDIRECT_STATUS (cgi.force_redirect).
+	if s.Interpreted && len(s.Argv) > 0 && strings.HasPrefix(filepath.Base(s.Argv[0]), "php") {
+		if _, ok := env["REDIRECT_STATUS"]; !ok {
+			env["REDIRECT_STATUS"] = "200"
+		}
+	}
+	if _, ok := env["PATH"]; !ok {
+		env["PATH"] = defaultPath
+	}
+	for _, nv := range opts.set {
+		if !neverPass(nv[0]) {
+			env[nv[0]] = nv[1]
+		}
+	}
+
+	out := make([]string, 0, len(env))
+	for name, value := range env {
+		out = append(out, name+"="+value)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// paramEnv checks every param and returns the ones a script may see, duplicates
+// merged. Repeated headers arrive as repeated params from nginx 1.22: cookies join
+// with "; " (RFC 6265), other headers with ", " (RFC 9110); anything else is a
+// setting, where the last one wins. Empty values count as absent.
+func paramEnv(params []Param) (map[string]string, error) {
+	env := make(map[string]string, len(params))
+	for _, p := range params {
+		switch {
+		case p.Name == "":
+			return nil, badRequest("empty param name", "")
+		case !validName(p.Name):
+			return nil, badRequest("param name holds '=' or NUL", strconv.Quote(p.Name))
+		case strings.ContainsRune(p.Value, 0):
+			return nil, badRequest("param value holds NUL", strconv.Quote(p.Name))
+		}
+		if p.Value == "" || dropParam(p.Name) {
+			continue
+		}
+		prev, dup := env[p.Name]
+		switch {
+		case !dup:
+			env[p.Name] = p.Value
+		case p.Name == "HTTP_COOKIE":
+			env[p.Name] = prev + "; " + p.Value
+		case strings.HasPrefix(p.Name, "HTTP_"):
+			env[p.Name] = prev + ", " + p.Value
+		default:
+			env[p.Name] = p.Value
+		}
+	}
+	return env, nil
+}
+
+func setOrUnset(env map[string]string, name, value string) {
+	if value == "" {
+		delete(env, name)
+		return
+	}
+	env[name] = value
+}
+
+// validName reports whether name can appear in an environment block.
+func validName(name string) bool {
+	return name != "" && !strings.ContainsAny(name, "=\x00")
+}
+
+// neverPass reports names that never reach a script from any source: HTTP_PROXY
+// because a client's "Proxy:" header becomes it (httpoxy), LISTEN_* and
+// NOTIFY_SOCKET because they belong to the bridge's own service manager. The
+// comparison ignores case since some programs read the lower-case spellings.
+func neverPass(name string) bool {
+	u := strings.ToUpper(name)
+	return u == "HTTP_PROXY" || u == "NOTIFY_SOCKET" || strings.HasPrefix(u, "LISTEN_")
+}
+
+// dropParam reports params the front end may send that a script must not get:
+// the never-pass names, LD_* (the dynamic loader would obey them), and
+// HTTP_TRANSFER_ENCODING (the body was spooled and is no longer chunked).
+func dropParam(name string) bool {
+	u := strings.ToUpper(name)
+	return neverPass(name) || strings.HasPrefix(u, "LD_") || u == "HTTP_TRANSFER_ENCODING"
+}
+
+// passes reports whether the bridge's own variable name is on the pass-env list.
+func (o envOptions) passes(name string) bool {
+	for _, p := range o.pass {
+		if prefix, ok := strings.CutSuffix(p, "*"); ok {
+			if strings.HasPrefix(name, prefix) {
+				return true
+			}
+		} else if name == p {
+			return true
+		}
+	}
+	return false
+}
