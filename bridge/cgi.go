@@ -213,6 +213,7 @@ func (h *CGIHandler) serveOnce(r *Request, cfg *CGIConfig, params []cgienv.Param
 		log.Debug("waited for a slot")
 	}
 
+	stopSlow := func() bool { return false }
 	out := newCGIOutput(r.Stdout, cfg.MaxHeaderBytes)
 	errSink := newStderrSink(r, log, cfg.Stderr)
 	job.Stdout, job.Stderr = out, errSink
@@ -220,9 +221,20 @@ func (h *CGIHandler) serveOnce(r *Request, cfg *CGIConfig, params []cgienv.Param
 		defer cleanup()
 	}
 
+	if cfg.Slow > 0 {
+		// Like PHP-FPM's slowlog: said while the program still runs, so a
+		// hung one is visible before its timeout.
+		job.OnStart = func(pid int) {
+			t := time.AfterFunc(cfg.Slow, func() {
+				log.Warn("slow request: program still running", "pid", pid, "elapsed", cfg.Slow)
+			})
+			stopSlow = t.Stop
+		}
+	}
 	runner := &ExecRunner{Timeout: cfg.Timeout, KillGrace: cfg.KillGrace, Log: log}
 	h.Stats.Started()
 	exit := runner.Run(ctx, job)
+	stopSlow()
 	h.Stats.Stopped()
 	errSink.flush()
 	r.Info.PID, r.Info.Exit = exit.PID, exit.String()

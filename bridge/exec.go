@@ -35,6 +35,8 @@ type Job struct {
 	// SysProcAttr, when set, is used as the base (credentials, cgroup);
 	// Setpgid is always added.
 	SysProcAttr *syscall.SysProcAttr
+	// OnStart, when set, is called with the pid once the program runs.
+	OnStart func(pid int)
 }
 
 // ExitInfo is how a run ended.
@@ -126,6 +128,9 @@ func (e *ExecRunner) Run(ctx context.Context, job *Job) ExitInfo {
 	}
 	info := ExitInfo{PID: cmd.Process.Pid, Started: true}
 	pgid := cmd.Process.Pid
+	if job.OnStart != nil {
+		job.OnStart(info.PID)
+	}
 
 	var timeout <-chan time.Time
 	if e.Timeout > 0 {

@@ -1,0 +1,90 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestLimiterQueuesThenRefuses(t *testing.T) {
+	l := newLimiter(1, 1)
+	ctx := context.Background()
+	if q, err := l.acquire(ctx, time.Second); err != nil || q {
+		t.Fatalf("first acquire: queued=%v err=%v", q, err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		_, err := l.acquire(ctx, 5*time.Second)
+		got <- err
+	}()
+	// Wait until the second caller is queued, then a third is over the queue bound.
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		if _, q := l.counts(); q == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("second caller never queued")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := l.acquire(ctx, time.Second); !errors.Is(err, ErrOverloaded) {
+		t.Fatalf("third acquire with a full queue: %v, want ErrOverloaded", err)
+	}
+	l.release()
+	if err := <-got; err != nil {
+		t.Fatalf("queued caller after release: %v", err)
+	}
+	if a, q := l.counts(); a != 1 || q != 0 {
+		t.Fatalf("counts after hand-over: active %d queued %d", a, q)
+	}
+}
+
+func TestLimiterWaitTimesOut(t *testing.T) {
+	l := newLimiter(1, 4)
+	l.acquire(context.Background(), 0)
+	start := time.Now()
+	_, err := l.acquire(context.Background(), 50*time.Millisecond)
+	if !errors.Is(err, ErrOverloaded) {
+		t.Fatalf("got %v, want ErrOverloaded", err)
+	}
+	if d := time.Since(start); d < 50*time.Millisecond {
+		t.Fatalf("gave up after %v, before the wait", d)
+	}
+}
+
+func TestLimiterWaitEndsWithContext(t *testing.T) {
+	l := newLimiter(1, 4)
+	l.acquire(context.Background(), 0)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cancel(ErrAborted)
+	if _, err := l.acquire(ctx, time.Second); !errors.Is(err, ErrAborted) {
+		t.Fatalf("got %v, want the context's cause", err)
+	}
+}
+
+func TestLimiterRaisedLimitWakesWaiters(t *testing.T) {
+	l := newLimiter(1, 4)
+	l.acquire(context.Background(), 0)
+	got := make(chan error, 1)
+	go func() {
+		_, err := l.acquire(context.Background(), 5*time.Second)
+		got <- err
+	}()
+	for {
+		if _, q := l.counts(); q == 1 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	l.setLimit(2, 8)
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("raising the limit did not admit the waiter")
+	}
+}

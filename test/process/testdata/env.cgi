@@ -1,0 +1,7 @@
+#!/bin/sh
+# Dumps its environment and its open descriptors.
+echo "Content-Type: text/plain"
+echo
+env
+echo "--- fds"
+ls /proc/self/fd
