@@ -5,6 +5,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -26,7 +27,7 @@ var version = "0.1.0"
 
 // CLI is the whole command line.
 type CLI struct {
-	Config kong.ConfigFlag `help:"Read options from a JSON file (keys are flag names, e.g. {\"root\": \"/srv/cgi-bin\", \"listen\": [\"unix:/run/cgibridge.sock\"]}). Flags and environment variables override it." placeholder:"FILE"`
+	Config kong.ConfigFlag `help:"Read options from a JSON file whose keys are flag names, e.g. {\"root\": \"/srv/cgi-bin\", \"listen\": [\"unix:/run/cgibridge.sock\"], \"max-procs\": 32}. Flags and environment variables override it; unknown keys are refused." placeholder:"FILE"`
 
 	Serve   ServeCmd   `cmd:"" help:"Run the FastCGI server."`
 	Version VersionCmd `cmd:"" help:"Print the version."`
@@ -73,6 +74,9 @@ type ServeCmd struct {
 	LogLevel        string        `help:"Log level (SIGHUP re-reads it)." enum:"trace,debug,info,warn,error" default:"info" group:"Logging"`
 	TempDir         string        `help:"Directory for request bodies larger than 64 KiB (unlinked files)." type:"path" placeholder:"DIR"`
 	ShutdownTimeout time.Duration `help:"On SIGTERM, how long requests in flight may finish before they are cancelled." default:"30s"`
+	WatchConfig     bool          `help:"Reload (as on SIGHUP) when the --config file changes."`
+
+	configFile string // the --config path, for --watch-config
 }
 
 // VersionCmd prints the version.
@@ -110,6 +114,7 @@ func (b *byteSize) UnmarshalText(text []byte) error {
 
 // Run starts the server and blocks until it has drained.
 func (s *ServeCmd) Run(cli *CLI) error {
+	s.configFile = string(cli.Config)
 	opts, log, err := s.options()
 	if err != nil {
 		return err
@@ -213,6 +218,12 @@ func (s *ServeCmd) options() (*bridge.Options, hclog.Logger, error) {
 		ShutdownTimeout: s.ShutdownTimeout,
 		LogLevel:        level,
 	}
+	if s.WatchConfig {
+		if s.configFile == "" {
+			return nil, nil, errors.New("--watch-config needs --config FILE")
+		}
+		opts.WatchFiles = []string{s.configFile}
+	}
 	euid := os.Geteuid()
 	switch {
 	case s.OwnerMode:
@@ -244,6 +255,14 @@ func (s *ServeCmd) options() (*bridge.Options, hclog.Logger, error) {
 	// still needs it: to run programs as their owners, or to make cgroups.
 	if cgi.Identity != nil && euid == 0 && !s.OwnerMode && s.Cgroup == "" {
 		opts.DropTo = cgi.Identity
+		// As PHP-FPM does, a socket belongs to the user the bridge runs as
+		// unless told otherwise; that also lets the bridge remove it at exit.
+		if s.SocketOwner == "" {
+			opts.ListenOpts.SocketOwner = strconv.FormatUint(uint64(cgi.Identity.UID), 10)
+		}
+		if s.SocketGroup == "" {
+			opts.ListenOpts.SocketGroup = strconv.FormatUint(uint64(cgi.Identity.GID), 10)
+		}
 	}
 	if s.Cgroup != "" {
 		parent, err := sandbox.OpenCgroupParent(s.Cgroup)
@@ -291,9 +310,58 @@ func parser(cli *CLI, exit func(int)) (*kong.Kong, error) {
 		kong.Description("A FastCGI server that runs CGI programs behind nginx, Apache, lighttpd or Caddy — fcgiwrap's job, without its failures. Every flag can also be set as CGIBRIDGE_<FLAG> (e.g. CGIBRIDGE_ROOT) or in the --config file."),
 		kong.UsageOnError(),
 		kong.DefaultEnvars("CGIBRIDGE"),
-		kong.Configuration(kong.JSON),
+		kong.Configuration(jsonConfig),
 		kong.Exit(exit),
 	)
+}
+
+// configFile is a --config file: a JSON object whose keys are flag names,
+// written "max-procs" or "max_procs". Unknown keys are refused, so a typo
+// does not silently leave a default in force.
+type configFile map[string]any
+
+func jsonConfig(r io.Reader) (kong.Resolver, error) {
+	var c configFile
+	dec := json.NewDecoder(r)
+	dec.UseNumber()
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("config file: not a JSON object of flag names: %w", err)
+	}
+	return c, nil
+}
+
+func configKey(name string) string { return strings.ReplaceAll(name, "_", "-") }
+
+// Validate refuses keys that name no flag.
+func (c configFile) Validate(app *kong.Application) error {
+	known := map[string]bool{}
+	for _, f := range app.Flags {
+		known[f.Name] = true
+	}
+	for _, cmd := range app.Leaves(true) {
+		for _, f := range cmd.Flags {
+			known[f.Name] = true
+		}
+	}
+	for k := range c {
+		if !known[configKey(k)] {
+			return fmt.Errorf("config file: unknown option %q (see cgibridge serve --help)", k)
+		}
+	}
+	return nil
+}
+
+// Resolve returns the value the file gives for flag, if any.
+func (c configFile) Resolve(_ *kong.Context, _ *kong.Path, flag *kong.Flag) (any, error) {
+	for k, v := range c {
+		if configKey(k) == flag.Name {
+			if n, ok := v.(json.Number); ok {
+				return n.String(), nil
+			}
+			return v, nil
+		}
+	}
+	return nil, nil
 }
 
 // parseServe re-reads the command line, environment and config file, for a
@@ -308,6 +376,7 @@ func parseServe(args []string) (*ServeCmd, error) {
 	if _, err := p.Parse(args); err != nil {
 		return nil, err
 	}
+	cli.Serve.configFile = string(cli.Config)
 	return &cli.Serve, nil
 }
 

@@ -150,11 +150,11 @@ func (h *CGIHandler) ServeFCGI(r *Request) uint32 {
 			return 0
 		}
 		if hop == maxLocalRedirects {
-			r.Log.Warn("too many local redirects", "location", redirect)
+			h.Log.Warn("too many local redirects", "req", r.Serial, "location", redirect)
 			h.answer(r, 502, "too many local redirects")
 			return 0
 		}
-		r.Log.Debug("local redirect", "location", redirect)
+		h.Log.Debug("local redirect", "req", r.Serial, "location", redirect)
 		params = redirectParams(params, redirect)
 	}
 }
@@ -169,7 +169,7 @@ func (h *CGIHandler) serveOnce(r *Request, cfg *CGIConfig, params []cgienv.Param
 		return ""
 	}
 	r.Info.Script = script.Filename
-	log := r.Log.With("script", script.Filename)
+	log := h.Log.With("req", r.Serial, "script", script.Filename)
 
 	var bodyLen int64
 	if !redirected {
@@ -400,11 +400,11 @@ func (h *CGIHandler) refuse(r *Request, err error) {
 	r.Info.Outcome = status.Refused
 	var ce *cgienv.Error
 	if errors.As(err, &ce) {
-		r.Log.Info("refused", "status", ce.Status, "reason", ce.Reason, "path", ce.Path)
+		h.Log.Info("refused", "req", r.Serial, "status", ce.Status, "reason", ce.Reason, "path", ce.Path)
 		h.answer(r, ce.Status, ce.Reason)
 		return
 	}
-	r.Log.Error("cannot prepare the program", "error", err)
+	h.Log.Error("cannot prepare the program", "req", r.Serial, "error", err)
 	h.answer(r, 500, "internal error")
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/cgibridge/cgibridge/bridge/listen"
 	"github.com/cgibridge/cgibridge/bridge/sandbox"
 	"github.com/cgibridge/cgibridge/bridge/status"
+	"github.com/cgibridge/cgibridge/watcher"
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -41,6 +42,9 @@ type Options struct {
 	DropTo *sandbox.Identity
 	// LogLevel is applied to the root logger (also on reload).
 	LogLevel hclog.Level
+	// WatchFiles, when set, are watched and a change reloads the
+	// configuration as SIGHUP does (--watch-config).
+	WatchFiles []string
 }
 
 // Daemon is a running bridge.
@@ -170,6 +174,17 @@ func (d *Daemon) Run(reload func() (*Options, error)) error {
 		d.log.Warn("sd_notify failed", "error", err)
 	}
 
+	var changes <-chan []string
+	if len(d.opts.WatchFiles) > 0 {
+		w, err := watcher.New(d.opts.WatchFiles, watcher.Options{Log: d.log.Named("watch")})
+		if err != nil {
+			d.log.Error("cannot watch the configuration; SIGHUP still reloads", "error", err)
+		} else {
+			defer w.Close()
+			changes = w.Changes()
+		}
+	}
+
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
@@ -182,6 +197,9 @@ func (d *Daemon) Run(reload func() (*Options, error)) error {
 			d.log.Error("listener failed; shutting down", "error", err)
 			d.shutdown()
 			return err
+		case files := <-changes:
+			d.log.Info("configuration file changed", "files", files)
+			d.reload(reload)
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
 				d.reload(reload)

@@ -93,6 +93,7 @@ func (v *compiled) target(params []Param) (string, error) {
 		}
 		raw = strings.TrimRight(docRoot, "/") + "/" + strings.TrimLeft(name, "/")
 	}
+	raw = stripApacheProxyPrefix(raw)
 	switch {
 	case strings.ContainsRune(raw, 0):
 		return "", forbidden("NUL in path", strings.ReplaceAll(raw, "\x00", `\x00`))
@@ -105,6 +106,24 @@ func (v *compiled) target(params []Param) (string, error) {
 		}
 	}
 	return raw, nil
+}
+
+// stripApacheProxyPrefix undoes Apache mod_proxy_fcgi's default
+// (ProxyFCGIBackendType FPM) spelling of SCRIPT_FILENAME,
+// "proxy:fcgi://HOST/PATH[?QUERY]", which PHP-FPM also strips: the path is
+// what follows the authority, without a query.
+func stripApacheProxyPrefix(raw string) string {
+	const prefix = "proxy:fcgi://"
+	if !strings.HasPrefix(raw, prefix) {
+		return raw
+	}
+	rest := raw[len(prefix):]
+	i := strings.IndexByte(rest, '/')
+	if i < 0 {
+		return raw
+	}
+	path, _, _ := strings.Cut(rest[i:], "?")
+	return path
 }
 
 // element is one non-empty, non-"." name of a path and the offset just past it.

@@ -44,6 +44,17 @@ func TestResolve(t *testing.T) {
 				pathTranslated: "$R/extra/path", dir: "$R", argv: []string{"$R/t.cgi"}},
 		},
 		{
+			name:   "ApacheProxyFCGIPrefixIsStripped",
+			params: kv("SCRIPT_FILENAME", "proxy:fcgi://localhost/$R/t.cgi/extra?a=b", "SCRIPT_NAME", "/t.cgi"),
+			want: want{path: "$R/t.cgi", filename: "$R/t.cgi", scriptName: "/t.cgi", pathInfo: "/extra",
+				pathTranslated: "$R/extra", dir: "$R", argv: []string{"$R/t.cgi"}},
+		},
+		{
+			name:   "ApacheProxyPrefixCannotSmuggleDotDot",
+			params: kv("SCRIPT_FILENAME", "proxy:fcgi://localhost/$R/../etc/passwd"),
+			status: 403,
+		},
+		{
 			name:   "PathInfoKeepsTrailingSlashAsSent",
 			params: kv("SCRIPT_FILENAME", "$R/sub/s.cgi/", "SCRIPT_NAME", "/sub/s.cgi/"),
 			want: want{path: "$R/sub/s.cgi", filename: "$R/sub/s.cgi", scriptName: "/sub/s.cgi", pathInfo: "/",

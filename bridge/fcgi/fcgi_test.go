@@ -942,7 +942,7 @@ func TestDoReturnsAtEndRequestWhenAppStopsReadingBody(t *testing.T) {
 // testCtx bounds an exchange so that a regression which deadlocks the
 // client and the fake application fails the test instead of hanging it.
 func testCtx(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	t.Cleanup(cancel)
 	return ctx
 }

@@ -66,7 +66,10 @@ func ShimMain(args []string) {
 	shimFail(code, "%s: %s", path, why)
 }
 
-// applyLimits sets every non-zero limit as soft = hard.
+// applyLimits sets every non-zero limit as soft = hard, except CPU time:
+// with soft == hard the kernel sends SIGKILL at once, so the hard CPU limit
+// is one second above the soft one, which raises SIGXCPU first (a program
+// may catch it to clean up, and the log names the real cause).
 func applyLimits(l Limits) error {
 	for _, k := range limitKeys {
 		want := *k.field(&l)
@@ -82,7 +85,11 @@ func applyLimits(l Limits) error {
 		}
 		// unix.Setrlimit goes through syscall.Setrlimit, which also stops Exec from
 		// restoring Go's saved soft RLIMIT_NOFILE over ours.
-		if err := unix.Setrlimit(k.resource, &unix.Rlimit{Cur: want, Max: want}); err != nil {
+		lim := unix.Rlimit{Cur: want, Max: want}
+		if k.resource == unix.RLIMIT_CPU && (cur.Max == unix.RLIM_INFINITY || want < cur.Max) {
+			lim.Max = want + 1
+		}
+		if err := unix.Setrlimit(k.resource, &lim); err != nil {
 			return fmt.Errorf("set limit %s=%d: %w", k.key, want, err)
 		}
 	}

@@ -136,22 +136,25 @@ func TestShimSetsLimitsSeenByShell(t *testing.T) {
 	}
 }
 
+// TestShimSetsSoftAndHardForAllFive pins soft = hard for every limit but CPU
+// time, whose hard limit is one second above the soft one so that SIGXCPU,
+// not SIGKILL, ends a program that uses it up.
 func TestShimSetsSoftAndHardForAllFive(t *testing.T) {
 	l := Limits{CPUSeconds: 11, AddressSpace: 1 << 30, OpenFiles: 50, Processes: 4000, FileSize: 1 << 20}
 	r := runShim(t, testBinary(t), l, []string{"/bin/cat", "/proc/self/limits"}, nil)
 	if r.code != 0 {
 		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
 	}
-	for _, tc := range []struct{ row, want string }{
-		{"Max cpu time", "11"},
-		{"Max address space", strconv.Itoa(1 << 30)},
-		{"Max open files", "50"},
-		{"Max processes", "4000"},
-		{"Max file size", strconv.Itoa(1 << 20)},
+	for _, tc := range []struct{ row, soft, hard string }{
+		{"Max cpu time", "11", "12"},
+		{"Max address space", strconv.Itoa(1 << 30), strconv.Itoa(1 << 30)},
+		{"Max open files", "50", "50"},
+		{"Max processes", "4000", "4000"},
+		{"Max file size", strconv.Itoa(1 << 20), strconv.Itoa(1 << 20)},
 	} {
 		m := regexp.MustCompile(`(?m)^` + tc.row + `\s+(\S+)\s+(\S+)`).FindStringSubmatch(r.stdout)
-		if m == nil || m[1] != tc.want || m[2] != tc.want {
-			t.Errorf("%s: got %q, want soft and hard %s", tc.row, m, tc.want)
+		if m == nil || m[1] != tc.soft || m[2] != tc.hard {
+			t.Errorf("%s: got %q, want soft %s hard %s", tc.row, m, tc.soft, tc.hard)
 		}
 	}
 }

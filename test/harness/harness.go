@@ -102,6 +102,11 @@ func buildBinary() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("build cgibridge: %w", err)
 	}
+	// Like an installed /usr/bin binary, it must be executable by the users
+	// programs run as: the limits shim re-executes it after the switch.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return "", fmt.Errorf("build cgibridge: %w", err)
+	}
 	out := filepath.Join(dir, "cgibridge")
 	cmd := exec.Command(goTool, "build", "-o", out, ".")
 	cmd.Dir = root

@@ -1,0 +1,1 @@
+echo "noshebang.cgi: executable, but no #! line and no interpreter for .cgi"
