@@ -49,7 +49,7 @@ type conn struct {
 var errMalformed = errors.New("malformed FastCGI input")
 
 func newConn(s *Server, nc net.Conn) *conn {
-	br := bufio.NewReaderSize(nc, 64<<10)
+	br := bufio.NewReaderSize(nc, 16<<10)
 	return &conn{
 		srv:  s,
 		nc:   nc,

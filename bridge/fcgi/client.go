@@ -13,6 +13,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 )
 
 // ClientConn is the client end of one FastCGI connection. Writes are safe
@@ -103,7 +104,7 @@ func (c *ClientConn) WriteStream(typ RecType, id uint16, r io.Reader, chunk int)
 				break
 			}
 			if err != nil {
-				return fmt.Errorf("read request body: %w", err)
+				return fmt.Errorf("%w: %w", errReadBody, err)
 			}
 		}
 	}
@@ -137,30 +138,49 @@ func (c *ClientConn) Do(ctx context.Context, id uint16, role Role, keepConn bool
 		if err == nil {
 			err = c.WriteStream(TypeStdin, id, body, 8192)
 		}
+		if errors.Is(err, errReadBody) {
+			// The body cannot be finished: abort the request the way nginx
+			// does, by closing the connection, rather than leave the
+			// application waiting for the rest of it.
+			c.conn.Close()
+		}
 		sendErr <- err
 	}()
 
 	end, err := c.readResponse(id, stdout, stderr)
-	// The send goroutine ends when the body is sent or the connection fails.
-	// Its error matters only when no response came: an application may
-	// answer and close before it has read the whole body.
-	if werr := <-sendErr; err != nil && werr != nil && ctx.Err() == nil {
-		err = fmt.Errorf("%w (sending: %v)", err, werr)
+	if err == nil {
+		// The response is complete. An application may answer before it
+		// has read the whole body; stop sending rather than wait for it.
+		// The connection is then unusable for another request.
+		select {
+		case <-sendErr:
+		default:
+			c.conn.SetWriteDeadline(time.Now())
+			<-sendErr
+		}
+		return end, nil
 	}
+	werr := <-sendErr
 	if ctx.Err() != nil {
 		return end, ctx.Err()
 	}
+	if werr != nil {
+		err = fmt.Errorf("%w (sending: %v)", err, werr)
+	}
 	return end, err
 }
+
+// errReadBody marks a failure to read the request body being sent.
+var errReadBody = errors.New("read request body")
 
 func (c *ClientConn) readResponse(id uint16, stdout, stderr io.Writer) (EndRequest, error) {
 	for {
 		rec, err := c.Next()
 		if err != nil {
 			if err == io.EOF || errors.Is(err, net.ErrClosed) {
-				err = ErrNoEnd
+				return EndRequest{}, ErrNoEnd
 			}
-			return EndRequest{}, err
+			return EndRequest{}, fmt.Errorf("%w: %w", ErrNoEnd, err)
 		}
 		if rec.RequestID != id {
 			continue

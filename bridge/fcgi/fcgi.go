@@ -72,7 +72,7 @@ func (t RecType) String() string {
 // IsManagement reports whether t is a management record type, sent with
 // request id 0. Unknown types sent with id 0 are management records too.
 func (t RecType) IsManagement() bool {
-	return t == TypeGetValues || t == TypeGetValuesResult || t == TypeUnknownType || t > TypeMaxType
+	return t == 0 || t == TypeGetValues || t == TypeGetValuesResult || t == TypeUnknownType || t > TypeMaxType
 }
 
 // Role is the role of a request, from FCGI_BEGIN_REQUEST.
