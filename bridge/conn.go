@@ -237,10 +237,13 @@ func (c *conn) begin(rec fcgi.Record) error {
 	case n >= c.srv.MaxReqsPerConn:
 		c.log.Warn("refusing request: too many requests on one connection", "id", id, "limit", c.srv.MaxReqsPerConn)
 		return c.refuseNow(id, body.KeepConn(), fcgi.Overloaded, 503, "too many concurrent requests on this connection")
-	case c.srv.shuttingDown():
-		return c.refuseNow(id, body.KeepConn(), fcgi.Overloaded, 503, "server shutting down")
 	}
 	r := c.srv.newRequest(c, id, body)
+	if c.srv.shuttingDown() {
+		// Answered 503 once its params and body are drained, so the web
+		// server is not cut off in the middle of sending them.
+		r.refuseProto(503, "the bridge is shutting down", ErrShutdown, fcgi.Overloaded)
+	}
 	c.mu.Lock()
 	c.reqs[id] = r
 	c.mu.Unlock()
@@ -372,11 +375,13 @@ func (c *conn) run(r *Request) {
 
 	if answer {
 		ref := r.getRefusal()
+		end := fcgi.EndRequest{AppStatus: appStatus}
 		err := c.writeRecords(func(b []byte) []byte {
 			if ref != nil && r.Stdout.Written() == 0 {
 				b = fcgi.AppendStream(b, fcgi.TypeStdout, r.ID, refusalBody(ref.status, ref.reason))
+				end.ProtocolStatus = ref.proto
 			}
-			return appendEnd(b, r.ID, r.Stderr.Written() > 0, fcgi.EndRequest{AppStatus: appStatus})
+			return appendEnd(b, r.ID, r.Stderr.Written() > 0, end)
 		})
 		if err != nil {
 			r.Log.Debug("cannot send END_REQUEST", "error", err)

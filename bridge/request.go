@@ -111,9 +111,14 @@ func (r *Request) Param(name string) string {
 // refuse records an answer the bridge gives itself and cancels the handler.
 // The first refusal wins.
 func (r *Request) refuse(status int, reason string, cause error) {
+	r.refuseProto(status, reason, cause, fcgi.RequestComplete)
+}
+
+// refuseProto is refuse with a FastCGI protocolStatus for END_REQUEST.
+func (r *Request) refuseProto(status int, reason string, cause error, ps fcgi.ProtocolStatus) {
 	r.mu.Lock()
 	if r.refusal == nil {
-		r.refusal = &refusal{status: status, reason: reason}
+		r.refusal = &refusal{status: status, reason: reason, proto: ps}
 	}
 	r.mu.Unlock()
 	r.cancel(cause)
