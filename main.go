@@ -351,8 +351,15 @@ func (c configFile) Validate(app *kong.Application) error {
 	return nil
 }
 
-// Resolve returns the value the file gives for flag, if any.
+// Resolve returns the value the file gives for flag, if any. An option set
+// in the environment wins over the file (flag > environment > file >
+// default), so the file is not consulted for it.
 func (c configFile) Resolve(_ *kong.Context, _ *kong.Path, flag *kong.Flag) (any, error) {
+	for _, e := range flag.Envs {
+		if _, ok := os.LookupEnv(e); ok {
+			return nil, nil
+		}
+	}
 	for k, v := range c {
 		if configKey(k) == flag.Name {
 			if n, ok := v.(json.Number); ok {

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/cgibridge/cgibridge/bridge/status"
 	"github.com/cgibridge/cgibridge/watcher"
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
 )
 
 // Options is the whole configuration of a running bridge.
@@ -137,9 +139,27 @@ func (d *Daemon) serveHTTP(s *http.Server, ln net.Listener, what string) {
 	}
 }
 
+// checkSocketDirs warns, after a privilege drop, about socket files the
+// bridge can no longer remove at exit. They are harmless — the next start
+// finds them stale and replaces them — but should not surprise anyone.
+func (d *Daemon) checkSocketDirs() {
+	for _, l := range d.lns {
+		if l.Unix == "" {
+			continue
+		}
+		dir := filepath.Dir(l.Unix)
+		if err := unix.Access(dir, unix.W_OK|unix.X_OK); err != nil {
+			d.log.Warn("the socket's directory is not writable after the privilege drop: the socket file will be left at exit (the next start replaces it); use a directory owned by the user, e.g. systemd RuntimeDirectory=",
+				"socket", l.Unix, "user", d.opts.DropTo.String())
+		}
+	}
+}
+
 func (d *Daemon) closeListeners() {
 	for _, l := range d.lns {
-		l.Close()
+		if err := l.Close(); err != nil {
+			d.log.Warn("closing listener", "addr", l.Spec, "error", err)
+		}
 	}
 	if d.http != nil {
 		d.http.Close()
@@ -161,6 +181,7 @@ func (d *Daemon) Run(reload func() (*Options, error)) error {
 			return fmt.Errorf("drop privileges to %s: %w", d.opts.DropTo, err)
 		}
 		d.log.Info("dropped privileges", "user", d.opts.DropTo.String())
+		d.checkSocketDirs()
 	}
 	errc := make(chan error, len(d.lns)+1)
 	for _, l := range d.lns {

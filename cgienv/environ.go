@@ -96,7 +96,12 @@ func Environ(c *Config, params []Param, s *Script, bodyLen int64, osEnviron []st
 // paramEnv checks every param and returns the ones a script may see, duplicates
 // merged. Repeated headers arrive as repeated params from nginx 1.22: cookies join
 // with "; " (RFC 6265), other headers with ", " (RFC 9110); anything else is a
-// setting, where the last one wins. Empty values count as absent.
+// setting, where the last one wins. An empty meta-variable counts as absent
+// (nginx sends CONTENT_TYPE="", HTTPS="" and the like on every request, and
+// RFC 3875 reads a zero-length meta-variable as unset); any other param is a
+// setting of the web server's configuration and passes even when empty —
+// git-http-backend only asks whether GIT_HTTP_EXPORT_ALL is set, and nginx
+// configurations set it to "".
 func paramEnv(params []Param) (map[string]string, error) {
 	env := make(map[string]string, len(params))
 	for _, p := range params {
@@ -108,7 +113,7 @@ func paramEnv(params []Param) (map[string]string, error) {
 		case strings.ContainsRune(p.Value, 0):
 			return nil, badRequest("param value holds NUL", strconv.Quote(p.Name))
 		}
-		if p.Value == "" || dropParam(p.Name) {
+		if (p.Value == "" && isMetaVariable(p.Name)) || dropParam(p.Name) {
 			continue
 		}
 		prev, dup := env[p.Name]
@@ -124,6 +129,22 @@ func paramEnv(params []Param) (map[string]string, error) {
 		}
 	}
 	return env, nil
+}
+
+// metaVariables are RFC 3875's meta-variables and the ones web servers add
+// alongside them (nginx's fastcgi_params, Apache's mod_proxy_fcgi).
+var metaVariables = map[string]bool{
+	"AUTH_TYPE": true, "CONTENT_LENGTH": true, "CONTENT_TYPE": true, "GATEWAY_INTERFACE": true,
+	"PATH_INFO": true, "PATH_TRANSLATED": true, "QUERY_STRING": true, "REMOTE_ADDR": true,
+	"REMOTE_HOST": true, "REMOTE_IDENT": true, "REMOTE_USER": true, "REQUEST_METHOD": true,
+	"SCRIPT_NAME": true, "SERVER_NAME": true, "SERVER_PORT": true, "SERVER_PROTOCOL": true,
+	"SERVER_SOFTWARE": true, "SCRIPT_FILENAME": true, "DOCUMENT_ROOT": true, "DOCUMENT_URI": true,
+	"REQUEST_URI": true, "REQUEST_SCHEME": true, "HTTPS": true, "REMOTE_PORT": true,
+	"SERVER_ADDR": true, "REDIRECT_STATUS": true,
+}
+
+func isMetaVariable(name string) bool {
+	return metaVariables[name] || strings.HasPrefix(name, "HTTP_")
 }
 
 func setOrUnset(env map[string]string, name, value string) {

@@ -62,10 +62,18 @@ func TestEnviron(t *testing.T) {
 			wantSize: 8,
 		},
 		{
-			name:   "EmptyValuesAreDroppedButQueryStringIsAlwaysDefined",
-			params: kv("HTTP_X", "", "CONTENT_TYPE", "", "QUERY_STRING", ""),
+			name:   "EmptyMetaVariablesAreDroppedButQueryStringIsAlwaysDefined",
+			params: kv("HTTP_X", "", "CONTENT_TYPE", "", "HTTPS", "", "QUERY_STRING", ""),
 			script: direct,
-			want:   map[string]string{"HTTP_X": absent, "CONTENT_TYPE": absent, "QUERY_STRING": ""},
+			want:   map[string]string{"HTTP_X": absent, "CONTENT_TYPE": absent, "HTTPS": absent, "QUERY_STRING": ""},
+		},
+		{
+			// git-http-backend only checks that GIT_HTTP_EXPORT_ALL is set;
+			// nginx configurations send it empty.
+			name:   "EmptyServerSettingsPassThrough",
+			params: kv("GIT_HTTP_EXPORT_ALL", "", "GIT_PROJECT_ROOT", "/srv/git"),
+			script: direct,
+			want:   map[string]string{"GIT_HTTP_EXPORT_ALL": "", "GIT_PROJECT_ROOT": "/srv/git"},
 		},
 		{
 			name:   "ServerSoftwareParamKeptWhenBridgeHasNone",
