@@ -198,6 +198,7 @@ func (s *ServeCmd) options() (*bridge.Options, hclog.Logger, error) {
 			FileSize:     uint64(s.LimitFsize),
 		},
 		Self:      self,
+		Prlimit:   sandbox.FindPrlimit(),
 		MemoryMax: uint64(s.CgroupMemory),
 		PidsMax:   s.CgroupPids,
 	}

@@ -70,9 +70,12 @@ type CGIConfig struct {
 	MinUID    uint32
 	// AllowRoot permits running programs as root.
 	AllowRoot bool
-	// Limits are applied through the exec shim (Self) when non-zero.
-	Limits sandbox.Limits
-	Self   string
+	// Limits are applied before the program's first instruction through
+	// prlimit(1) (Prlimit) when present, else the exec shim inside the
+	// bridge's own binary (Self).
+	Limits  sandbox.Limits
+	Prlimit string
+	Self    string
 	// Cgroups, when set, gives each program a cgroup with these limits.
 	Cgroups            *sandbox.CgroupParent
 	MemoryMax, PidsMax uint64
@@ -332,8 +335,13 @@ func (h *CGIHandler) prepare(cfg *CGIConfig, script *cgienv.Script, job *Job) er
 	if id != nil && (id.UID != uint32(os.Geteuid()) || id.GID != uint32(os.Getegid())) {
 		job.SysProcAttr = &syscall.SysProcAttr{Credential: id.Credential()}
 	}
-	if !cfg.Limits.IsZero() && cfg.Self != "" {
-		job.Argv = sandbox.Wrap(cfg.Self, cfg.Limits, job.Argv)
+	switch {
+	case cfg.Limits.IsZero():
+	case cfg.Prlimit != "":
+		job.Argv = sandbox.WrapPrlimit(cfg.Prlimit, cfg.Limits, append([]string{job.Path}, job.Argv[1:]...))
+		job.Path = cfg.Prlimit
+	case cfg.Self != "":
+		job.Argv = sandbox.Wrap(cfg.Self, cfg.Limits, append([]string{job.Path}, job.Argv[1:]...))
 		job.Path = cfg.Self
 	}
 	return nil

@@ -207,19 +207,25 @@ func TestShimAddressSpaceStopsMemoryHog(t *testing.T) {
 	}
 }
 
+// bombCred is a uid no one else uses: RLIMIT_NPROC counts every process of
+// the real uid machine-wide, and other test packages run programs as nobody
+// at the same time.
+var bombCred = &syscall.Credential{Uid: 59998, Gid: 59998, Groups: []uint32{}}
+
 func TestShimProcessesStopsForkBombOfUnprivilegedUser(t *testing.T) {
-	// RLIMIT_NPROC does not bind root, so the bomb runs as nobody. It is bounded
-	// (200 sleeps of 5 s) and its group is killed by runShim either way.
+	// RLIMIT_NPROC does not bind root, so the bomb runs as an unprivileged,
+	// otherwise unused uid. It is bounded (200 sleeps of 5 s) and its group is
+	// killed by runShim either way.
 	self := binaryForNobody(t)
 	bomb := func(n int) []string {
 		return []string{"/bin/sh", "-c", "for i in $(seq " + strconv.Itoa(n) + "); do sleep 5 & done; echo spawned-all"}
 	}
-	small := runShim(t, self, Limits{Processes: 20}, bomb(3), nobodyCred)
+	small := runShim(t, self, Limits{Processes: 20}, bomb(3), bombCred)
 	if small.code != 0 || small.stdout != "spawned-all\n" {
 		t.Fatalf("3 processes under a limit of 20: exit %d stdout %q stderr %q", small.code, small.stdout, small.stderr)
 	}
 	start := time.Now()
-	big := runShim(t, self, Limits{Processes: 20}, bomb(200), nobodyCred)
+	big := runShim(t, self, Limits{Processes: 20}, bomb(200), bombCred)
 	if big.code == 0 || strings.Contains(big.stdout, "spawned-all") || !strings.Contains(strings.ToLower(big.stderr), "fork") {
 		t.Fatalf("200 processes under a limit of 20: exit %d stdout %q stderr %q; want a fork failure", big.code, big.stdout, big.stderr)
 	}

@@ -20,8 +20,8 @@ import (
 
 func TestBodiesThroughNginx(t *testing.T) {
 	tr := newTree(t)
-	main := &upstream{}
-	ngx := stack(t, tr, main)
+	primary := &upstream{}
+	ngx := stack(t, tr, primary)
 	base := ngx.URL
 
 	t.Run("WriteBeforeReadingLargeBody", func(t *testing.T) {
@@ -43,7 +43,7 @@ func TestBodiesThroughNginx(t *testing.T) {
 	})
 	t.Run("Upload64MiBByteExactWithBoundedRSS", func(t *testing.T) {
 		const size = 64 << 20
-		pid := main.Bridge.PID()
+		pid := primary.Bridge.PID()
 		idle, err := vmRSS(pid)
 		if err != nil {
 			t.Fatal(err)

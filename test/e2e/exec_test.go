@@ -10,25 +10,34 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 )
 
 func TestExecModeThroughNginx(t *testing.T) {
+	// Missing interpreters would show up as puzzling 502s: name the package instead.
+	for tool, pkg := range map[string]string{"perl": "perl libcgi-pm-perl", "python3": "python3", "php-cgi": "php-cgi"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s not installed: apt-get install %s", tool, pkg)
+		}
+	}
 	tr := newTree(t)
-	main := &upstream{Env: []string{"SECRET_TOKEN=x"}}
+	primary := &upstream{Env: []string{"SECRET_TOKEN=x"}}
 	passEnv := &upstream{
 		Prefix: "passenv",
 		Args:   []string{"--pass-env", "SECRET_TOKEN", "--set-env", "FOO=bar"},
 		Env:    []string{"SECRET_TOKEN=x"},
 	}
-	unbuffered := &upstream{Prefix: "unbuffered", Via: main, Extra: "fastcgi_buffering off;"}
-	noReqBuf := &upstream{Prefix: "noreqbuf", Via: main, Extra: "fastcgi_request_buffering off;"}
+	unbuffered := &upstream{Prefix: "unbuffered", Via: primary, Extra: "fastcgi_buffering off;"}
+	noReqBuf := &upstream{Prefix: "noreqbuf", Via: primary, Extra: "fastcgi_request_buffering off;"}
 	// A front end that hands over a SCRIPT_FILENAME climbing out of the root.
-	crafted := &upstream{Prefix: "crafted", Via: main,
+	crafted := &upstream{Prefix: "crafted", Via: primary,
 		Extra: "fastcgi_param SCRIPT_FILENAME $document_root/cgi-bin/../outside/outside.cgi;"}
-	ngx := stack(t, tr, main, passEnv, unbuffered, noReqBuf, crafted)
+	// The same tree served by a bridge that allows the outside directory.
+	allowed := &upstream{Prefix: "allowed", Args: []string{"--allow", tr.Outside}}
+	ngx := stack(t, tr, primary, passEnv, unbuffered, noReqBuf, crafted, allowed)
 	base := ngx.URL
 
 	t.Run("ShellHello", func(t *testing.T) {
@@ -171,7 +180,7 @@ func TestExecModeThroughNginx(t *testing.T) {
 		if tr.ran(t) {
 			t.Error("outside.cgi ran through a SCRIPT_FILENAME with ..")
 		}
-		waitLog(t, main.Bridge, "refused")
+		waitLog(t, primary.Bridge, "refused")
 	})
 	t.Run("SymlinkOutOfRootRefused", func(t *testing.T) {
 		r := get(t, base+"/cgi-bin/link.cgi")
@@ -181,7 +190,13 @@ func TestExecModeThroughNginx(t *testing.T) {
 		if tr.ran(t) {
 			t.Error("outside.cgi ran through a symlink in the root")
 		}
-		waitLog(t, main.Bridge, "refused", "link.cgi")
+		waitLog(t, primary.Bridge, "refused", "link.cgi")
+	})
+	t.Run("AllowedOutsideDirRuns", func(t *testing.T) {
+		wantStatusBody(t, get(t, base+"/allowed/cgi-bin/link.cgi"), 200, "outside ran")
+		if !tr.ran(t) {
+			t.Error("with --allow of its directory, outside.cgi still did not run")
+		}
 	})
 	for _, c := range []struct {
 		name, path string
@@ -201,7 +216,7 @@ func TestExecModeThroughNginx(t *testing.T) {
 			if strings.Contains(r.Body, "plain.txt: not executable") {
 				t.Error("plain.txt's contents were served")
 			}
-			waitLog(t, main.Bridge, c.log...)
+			waitLog(t, primary.Bridge, c.log...)
 		})
 	}
 
@@ -226,21 +241,21 @@ func TestExecModeThroughNginx(t *testing.T) {
 		if r.Status != 502 || strings.Contains(r.Body, "should not be seen") {
 			t.Errorf("Status: abc: status %d body %q, want 502", r.Status, r.Body)
 		}
-		waitLog(t, main.Bridge, "bad CGI response", "badstatus.sh")
+		waitLog(t, primary.Bridge, "bad CGI response", "badstatus.sh")
 	})
 	t.Run("NoOutput502WithStderrTail", func(t *testing.T) {
 		r := get(t, base+"/cgi-bin/noout.sh")
 		if r.Status != 502 {
 			t.Errorf("noout.sh: status %d, want 502", r.Status)
 		}
-		waitLog(t, main.Bridge, "bad CGI response", "noout.sh", "boom")
+		waitLog(t, primary.Bridge, "bad CGI response", "noout.sh", "boom")
 	})
 	t.Run("HeaderWithoutBlankLine502", func(t *testing.T) {
 		r := get(t, base+"/cgi-bin/noblank.sh")
 		if r.Status != 502 {
 			t.Errorf("noblank.sh: status %d, want 502", r.Status)
 		}
-		waitLog(t, main.Bridge, "bad CGI response", "noblank.sh")
+		waitLog(t, primary.Bridge, "bad CGI response", "noblank.sh")
 	})
 	t.Run("LFAndCRLFHeaders", func(t *testing.T) {
 		for _, style := range []string{"lf", "crlf"} {

@@ -145,10 +145,10 @@ func TestLogLevelChangesOnSIGHUP(t *testing.T) {
 	writeConfig(t, cfg, map[string]any{"root": dir, "log-level": "info"})
 	b := harness.StartBridge(t, []string{"--config", cfg})
 
-	// A record for a request id that was never begun is ignored with a debug line.
+	// A record of a type FastCGI does not define is ignored with a debug line.
 	stray := func() {
 		cc := dial(t, b.Socket)
-		if err := cc.WriteRecord(fcgi.TypeStdin, 99, []byte("x")); err != nil {
+		if err := cc.WriteRecord(fcgi.RecType(42), 99, []byte("x")); err != nil {
 			t.Fatal(err)
 		}
 		_ = cc.Close()
