@@ -138,7 +138,8 @@ func TestAbortRequestKeepConnEndsRequestAndKillsScript(t *testing.T) {
 func TestBackgroundChildHoldingStdoutDoesNotDelayResponse(t *testing.T) {
 	t.Parallel()
 	root := scriptRoot(t)
-	b := harness.StartBridge(t, []string{"--root", root, "--kill-grace", "1s"})
+	// Default grace periods: what a user gets without tuning.
+	b := harness.StartBridge(t, []string{"--root", root})
 	r := do(t, b.Socket, root, "holdstdout.cgi", nil, ioTimeout)
 	if r.elapsed > 3*time.Second {
 		t.Errorf("response took %v, want < 3s: the background sleep held it open", r.elapsed)

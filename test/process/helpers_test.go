@@ -7,7 +7,6 @@ package process
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/textproto"
@@ -117,7 +116,12 @@ func (r result) status() int {
 	for _, line := range strings.Split(head, "\n") {
 		name, value, _ := strings.Cut(line, ":")
 		if textproto.CanonicalMIMEHeaderKey(strings.TrimSpace(name)) == "Status" {
-			code, err := strconv.Atoi(strings.Fields(value + " x")[0])
+			// "Status: 504 Gateway Timeout": the code is the first field.
+			f := strings.Fields(value)
+			if len(f) == 0 {
+				return -1
+			}
+			code, err := strconv.Atoi(f[0])
 			if err != nil {
 				return -1
 			}
@@ -274,15 +278,4 @@ func describe(pids []int) []string {
 		out = append(out, fmt.Sprintf("%d(%s,%s)", p, s[open+1:closing], state))
 	}
 	return out
-}
-
-// waitExit waits up to d for cmd-like done channels; it reports whether the
-// process ended in time.
-func waitExit(done <-chan error, d time.Duration) (error, bool) {
-	select {
-	case err := <-done:
-		return err, true
-	case <-time.After(d):
-		return errors.New("still running"), false
-	}
 }
