@@ -60,7 +60,7 @@ func TestCLIInvalidOptionExitsNamingIt(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			cmd := exec.CommandContext(ctx, bin, args...)
-			cmd.Env = []string{bridgePath}
+			cmd.Env = []string{harness.SafePath}
 			cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 			out, err := cmd.CombinedOutput()
 			if ctx.Err() != nil {
@@ -87,7 +87,7 @@ func TestHTTPFrontEndServesDirectory(t *testing.T) {
 	l.Close()
 
 	cmd := exec.Command(bin, "serve", "--http", addr, "--root", tr.Root)
-	cmd.Env = []string{bridgePath}
+	cmd.Env = []string{harness.SafePath}
 	logs := &harness.SafeBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

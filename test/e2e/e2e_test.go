@@ -19,23 +19,7 @@ import (
 	"github.com/cgibridge/cgibridge/test/harness"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if err := harness.RemoveBinary(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-	}
-	os.Exit(code)
-}
-
-// nobodyUID is the uid a root bridge runs programs as; directories the scripts
-// write to are chowned to it.
-const nobodyUID = 65534
-
-// bridgePath is the PATH the bridge and its programs get. The developer's PATH may
-// name directories under /root that nobody cannot enter (pyenv shims), which would
-// make `#!/usr/bin/env python3` fail for a reason that has nothing to do with the
-// bridge.
-const bridgePath = "PATH=/usr/local/bin:/usr/bin:/bin"
+func TestMain(m *testing.M) { harness.Main(m) }
 
 // tree is a served directory layout: Base is the nginx document root, Root the
 // cgi-bin root under it, Outside a sibling directory the bridge must not run from.
@@ -104,7 +88,7 @@ func newTree(t *testing.T) *tree {
 	if err := os.Mkdir(markDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chown(markDir, nobodyUID, nobodyUID); err != nil {
+	if err := os.Chown(markDir, harness.NobodyUID, harness.NobodyUID); err != nil {
 		t.Fatal(err)
 	}
 	tr.Marker = filepath.Join(markDir, "ran")
@@ -189,7 +173,7 @@ func stack(t *testing.T, tr *tree, ups ...*upstream) *harness.Nginx {
 			u.Bridge = u.Via.Bridge
 		} else {
 			args := append([]string{"--root", tr.Root}, u.Args...)
-			u.Bridge = harness.StartBridge(t, args, append([]string{bridgePath}, u.Env...)...)
+			u.Bridge = harness.StartBridge(t, args, append([]string{harness.SafePath}, u.Env...)...)
 		}
 		if u.Prefix == "" {
 			fmt.Fprintf(&b, "location /cgi-bin/ {\n%s"+

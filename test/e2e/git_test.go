@@ -38,7 +38,7 @@ func TestGitCloneAndPushThroughHTTPBackend(t *testing.T) {
 		cmd := exec.Command(gitBin, args...)
 		cmd.Dir = dir
 		cmd.Env = []string{
-			bridgePath, "HOME=" + home, "GIT_TERMINAL_PROMPT=0",
+			harness.SafePath, "HOME=" + home, "GIT_TERMINAL_PROMPT=0",
 			"GIT_AUTHOR_NAME=e2e", "GIT_AUTHOR_EMAIL=e2e@example.org",
 			"GIT_COMMITTER_NAME=e2e", "GIT_COMMITTER_EMAIL=e2e@example.org",
 		}
@@ -53,9 +53,9 @@ func TestGitCloneAndPushThroughHTTPBackend(t *testing.T) {
 	// Anonymous push is what this test is about; without REMOTE_USER
 	// git-http-backend only allows it when told to.
 	git(projects, "config", "--file", filepath.Join(bare, "config"), "http.receivepack", "true")
-	chownTree(t, bare, nobodyUID)
+	chownTree(t, bare, harness.NobodyUID)
 
-	b := harness.StartBridge(t, []string{"--root", tr.Root, "--allow", gitHTTPBackend}, bridgePath)
+	b := harness.StartBridge(t, []string{"--root", tr.Root, "--allow", gitHTTPBackend}, harness.SafePath)
 	ngx := harness.StartNginx(t, fmt.Sprintf(`
 location ~ ^/git(/.*)$ {
     client_max_body_size 0;

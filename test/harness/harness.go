@@ -141,6 +141,26 @@ func RemoveBinary() error {
 	return nil
 }
 
+// Main runs a test package's tests and then removes the binary built for
+// them: call it from TestMain.
+func Main(m *testing.M) {
+	code := m.Run()
+	if err := RemoveBinary(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
+	os.Exit(code)
+}
+
+// NobodyUID is the uid of Debian's nobody, which a root bridge runs programs
+// as by default; directories scripts write to are chowned to it.
+const NobodyUID = 65534
+
+// SafePath is the PATH for bridges and programs in tests. A developer's PATH
+// may name directories under /root that nobody cannot enter (pyenv shims),
+// which would make `#!/usr/bin/env python3` fail for reasons that have
+// nothing to do with the bridge.
+const SafePath = "PATH=/usr/local/bin:/usr/bin:/bin"
+
 // MustBinary is Binary for tests: it fails tb if the build fails.
 func MustBinary(tb testing.TB) string {
 	tb.Helper()

@@ -21,14 +21,7 @@ import (
 	"github.com/cgibridge/cgibridge/test/harness"
 )
 
-// TestMain removes the binary the harness built once every test has run.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if err := harness.RemoveBinary(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { harness.Main(m) }
 
 // ioTimeout bounds every exchange a test expects to finish promptly.
 const ioTimeout = 15 * time.Second

@@ -24,18 +24,7 @@ import (
 	"github.com/cgibridge/cgibridge/test/harness"
 )
 
-// TestMain removes the cgibridge binary the harness built for the package.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if err := harness.RemoveBinary(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-	}
-	os.Exit(code)
-}
-
-// nobodyUID is the uid of user nobody on Debian, which a root bridge runs
-// programs as by default.
-const nobodyUID = 65534
+func TestMain(m *testing.M) { harness.Main(m) }
 
 // helloScript is the smallest well-behaved CGI program.
 const helloScript = "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\nhello\\n'\n"

@@ -37,8 +37,8 @@ func TestProgramsRunAsConfiguredIdentity(t *testing.T) {
 		wantProgUID   int
 		wantBridgeUID int // effective uid of the bridge itself once serving
 	}{
-		{"user nobody drops bridge and programs", []string{"--user", "nobody"}, nobodyUID, nobodyUID},
-		{"root without user defaults to nobody", nil, nobodyUID, nobodyUID},
+		{"user nobody drops bridge and programs", []string{"--user", "nobody"}, harness.NobodyUID, harness.NobodyUID},
+		{"root without user defaults to nobody", nil, harness.NobodyUID, harness.NobodyUID},
 		{"allow-root runs programs as root", []string{"--allow-root"}, 0, 0},
 	}
 	for _, tc := range tests {
