@@ -145,7 +145,6 @@ const maxLocalRedirects = 5
 // ServeFCGI runs the program for r.
 func (h *CGIHandler) ServeFCGI(r *Request) uint32 {
 	cfg := h.cfg.Load()
-	r.Info.Runner = "exec"
 	params := r.Params
 	for hop := 0; ; hop++ {
 		redirect := h.serveOnce(r, cfg, params, hop > 0)
@@ -234,7 +233,8 @@ func (h *CGIHandler) serveOnce(r *Request, cfg *CGIConfig, params []cgienv.Param
 			stopSlow = t.Stop
 		}
 	}
-	runner := &ExecRunner{Timeout: cfg.Timeout, KillGrace: cfg.KillGrace, Log: log}
+	runner := h.runnerFor(cfg, script, log)
+	r.Info.Runner = runner.Name()
 	h.Stats.Started()
 	exit := runner.Run(ctx, job)
 	stopSlow()
@@ -302,6 +302,12 @@ func (h *CGIHandler) RequestDone(r *Request) {
 		"exit", info.Exit,
 		"runner", info.Runner,
 	)
+}
+
+// runnerFor chooses how the script runs. Every script runs in exec mode
+// for now.
+func (h *CGIHandler) runnerFor(cfg *CGIConfig, _ *cgienv.Script, log hclog.Logger) Runner {
+	return &ExecRunner{Timeout: cfg.Timeout, KillGrace: cfg.KillGrace, Log: log}
 }
 
 // lookPath finds an interpreter named without a path in the bridge's PATH.

@@ -73,7 +73,7 @@ func (c *conn) serve() {
 	c.log.Trace("connection opened")
 	err := c.readLoop()
 	switch {
-	case err == nil, errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
 		c.log.Trace("connection closed")
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		c.log.Debug("connection closed: peer idle or stalled", "error", err)

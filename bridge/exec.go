@@ -85,6 +85,17 @@ func signalName(s syscall.Signal) string {
 	return fmt.Sprintf("SIG%d", int(s))
 }
 
+// Runner runs a prepared job and reports how it ended. Exec is the first
+// runner; warm FastCGI pools and the interpreter zygote are to follow, each
+// chosen per script by the CGI handler.
+type Runner interface {
+	// Name names the runner in the access log.
+	Name() string
+	// Run executes job; it returns once the program has ended and its
+	// output has been delivered or abandoned, and soon after ctx ends.
+	Run(ctx context.Context, job *Job) ExitInfo
+}
+
 // ExecRunner starts one process per job.
 type ExecRunner struct {
 	// Timeout bounds a run; 0 means none.
@@ -97,6 +108,9 @@ type ExecRunner struct {
 	OutputGrace time.Duration
 	Log         hclog.Logger
 }
+
+// Name is "exec".
+func (e *ExecRunner) Name() string { return "exec" }
 
 // copyBufs recycles the 32 KiB buffers that carry program output.
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}

@@ -122,9 +122,9 @@ func goCommand() (string, error) {
 	if p, err := exec.LookPath("go"); err == nil {
 		return p, nil
 	}
-	p := filepath.Join(runtime.GOROOT(), "bin", "go")
+	p := "/usr/local/go/bin/go"
 	if _, err := os.Stat(p); err != nil {
-		return "", errors.New("go tool not found on PATH or in GOROOT")
+		return "", errors.New("go tool not found on PATH or at /usr/local/go/bin/go")
 	}
 	return p, nil
 }

@@ -34,9 +34,9 @@ func TestAccessLineTextOnePerRequest(t *testing.T) {
 	for _, r := range reqs {
 		do(t, b.Socket, r)
 	}
-	lines := waitAccess(t, b, len(reqs))
+	waitAccess(t, b, len(reqs))
 	time.Sleep(100 * time.Millisecond) // a duplicate line would come right after
-	lines = accessLines(b.Logs.String())
+	lines := accessLines(b.Logs.String())
 	if len(lines) != len(reqs) {
 		t.Fatalf("%d access lines for %d requests:\n%s", len(lines), len(reqs), strings.Join(lines, "\n"))
 	}
