@@ -233,7 +233,7 @@ func (h *CGIHandler) serveOnce(r *Request, cfg *CGIConfig, params []cgienv.Param
 			stopSlow = t.Stop
 		}
 	}
-	runner := h.runnerFor(cfg, script, log)
+	runner := h.runnerFor(cfg, script)
 	r.Info.Runner = runner.Name()
 	h.Stats.Started()
 	exit := runner.Run(ctx, job)
@@ -306,8 +306,8 @@ func (h *CGIHandler) RequestDone(r *Request) {
 
 // runnerFor chooses how the script runs. Every script runs in exec mode
 // for now.
-func (h *CGIHandler) runnerFor(cfg *CGIConfig, _ *cgienv.Script, log hclog.Logger) Runner {
-	return &ExecRunner{Timeout: cfg.Timeout, KillGrace: cfg.KillGrace, Log: log}
+func (h *CGIHandler) runnerFor(cfg *CGIConfig, _ *cgienv.Script) Runner {
+	return &ExecRunner{Timeout: cfg.Timeout, KillGrace: cfg.KillGrace}
 }
 
 // lookPath finds an interpreter named without a path in the bridge's PATH.

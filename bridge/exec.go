@@ -17,7 +17,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 )
 
 // Job is one program run: what a runner needs, already resolved.
@@ -106,7 +105,6 @@ type ExecRunner struct {
 	// exited (a grandchild holding stdout) before the group is ended
 	// (default 1s).
 	OutputGrace time.Duration
-	Log         hclog.Logger
 }
 
 // Name is "exec".
