@@ -16,7 +16,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
 )
 
 // Job is one program run: what a runner needs, already resolved.
