@@ -45,7 +45,7 @@ var scripts = map[string]string{
 	// auth.sh is a FastCGI AUTHORIZER: it lets through only requests that carry the
 	// right X-Token header.
 	"auth.sh": "#!/bin/sh\nif [ \"$HTTP_X_TOKEN\" = open-sesame ]; then\n" +
-		"  printf 'Status: 200\\nVariable-AUTH_USER_NAME: tester\\n\\n'\nelse\n" +
+		"  printf 'Status: 200\\n\\n'\nelse\n" +
 		"  printf 'Status: 403\\nContent-Type: text/plain\\n\\ndenied\\n'\nfi\n",
 }
 
