@@ -48,16 +48,36 @@ type conn struct {
 // errMalformed marks input that is not FastCGI; the connection is closed.
 var errMalformed = errors.New("malformed FastCGI input")
 
+// readers recycles connections' read buffers: nginx opens a connection per
+// request unless fastcgi_keep_conn is on.
+var readers = sync.Pool{New: func() any {
+	br := bufio.NewReaderSize(nil, 16<<10)
+	return &connReader{br: br, rd: fcgi.NewReader(br)}
+}}
+
+type connReader struct {
+	br *bufio.Reader
+	rd *fcgi.Reader
+}
+
 func newConn(s *Server, nc net.Conn) *conn {
-	br := bufio.NewReaderSize(nc, 16<<10)
+	cr := readers.Get().(*connReader)
+	cr.br.Reset(nc)
 	return &conn{
 		srv:  s,
 		nc:   nc,
 		log:  s.Log.With("peer", peerName(nc)),
-		br:   br,
-		rd:   fcgi.NewReader(br),
+		br:   cr.br,
+		rd:   cr.rd,
 		reqs: make(map[uint16]*Request),
 	}
+}
+
+// releaseReader returns the read buffers once the reader loop has ended.
+func (c *conn) releaseReader() {
+	c.br.Reset(nil)
+	readers.Put(&connReader{br: c.br, rd: c.rd})
+	c.br, c.rd = nil, nil
 }
 
 func peerName(nc net.Conn) string {
@@ -89,6 +109,7 @@ func (c *conn) serve() {
 	c.mu.Unlock()
 	c.handlers.Wait()
 	c.close()
+	c.releaseReader()
 }
 
 func (c *conn) close() {

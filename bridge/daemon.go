@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -37,6 +38,7 @@ type Options struct {
 
 	HTTP   string // development HTTP front end address, or ""
 	Status string // status/metrics address, or ""
+	Pprof  string // net/http/pprof address, or "" (hidden diagnostics flag)
 
 	ShutdownTimeout time.Duration
 	// DropTo, when set, is the identity the bridge itself switches to
@@ -59,6 +61,7 @@ type Daemon struct {
 	lns     []*listen.Listener
 	http    *http.Server
 	status  *http.Server
+	pprof   *http.Server
 	front   *pipeListener
 }
 
@@ -121,6 +124,18 @@ func (d *Daemon) openListeners() error {
 		d.http = &http.Server{Handler: newHTTPFront(d.front, &d.opts.CGI, d.log.Named("http")), ReadHeaderTimeout: 30 * time.Second}
 		go d.serveHTTP(d.http, ln, "http front end")
 	}
+	if d.opts.Pprof != "" {
+		ln, err := net.Listen("tcp", d.opts.Pprof)
+		if err != nil {
+			return fmt.Errorf("--pprof %s: %w", d.opts.Pprof, err)
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		d.pprof = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go d.serveHTTP(d.pprof, ln, "pprof")
+	}
 	if d.opts.Status != "" {
 		ln, err := net.Listen("tcp", d.opts.Status)
 		if err != nil {
@@ -166,6 +181,9 @@ func (d *Daemon) closeListeners() {
 	}
 	if d.status != nil {
 		d.status.Close()
+	}
+	if d.pprof != nil {
+		d.pprof.Close()
 	}
 }
 

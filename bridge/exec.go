@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Job is one program run: what a runner needs, already resolved.
@@ -128,7 +130,8 @@ func (e *ExecRunner) Run(ctx context.Context, job *Job) ExitInfo {
 		outW.Close()
 		return ExitInfo{StartErr: fmt.Errorf("create stderr pipe: %w", err)}
 	}
-	cmd, err := startRetrying(ctx, job, outW, errW)
+	pidfd := -1
+	cmd, err := startRetrying(ctx, job, outW, errW, &pidfd)
 	// The child has its own copies; ours must go so EOF can be seen.
 	outW.Close()
 	errW.Close()
@@ -151,7 +154,13 @@ func (e *ExecRunner) Run(ctx context.Context, job *Job) ExitInfo {
 	}
 
 	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	go func() {
+		// Wait for the exit in the netpoller first, so no OS thread sits
+		// blocked in waitid for the program's whole life; Wait then only
+		// collects the status.
+		waitExit(pidfd)
+		exited <- cmd.Wait()
+	}()
 	stdoutDone := make(chan struct{})
 	sinkFailed := make(chan struct{})
 	go func() {
@@ -233,7 +242,7 @@ func (e *ExecRunner) Run(ctx context.Context, job *Job) ExitInfo {
 // startRetrying starts the job, retrying briefly on ETXTBSY: a file written
 // just before being executed can still be open for writing in another
 // process that forked meanwhile (golang/go#22315).
-func startRetrying(ctx context.Context, job *Job, stdout, stderr *os.File) (*exec.Cmd, error) {
+func startRetrying(ctx context.Context, job *Job, stdout, stderr *os.File, pidfd *int) (*exec.Cmd, error) {
 	delay := 5 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		attr := &syscall.SysProcAttr{}
@@ -242,12 +251,18 @@ func startRetrying(ctx context.Context, job *Job, stdout, stderr *os.File) (*exe
 			attr = &a
 		}
 		attr.Setpgid = true
+		*pidfd = -1
+		attr.PidFD = pidfd
+		stdin := job.Stdin
+		if stdin == nil {
+			stdin = devNull
+		}
 		cmd := &exec.Cmd{
 			Path:        job.Path,
 			Args:        job.Argv,
 			Env:         job.Env,
 			Dir:         job.Dir,
-			Stdin:       job.Stdin,
+			Stdin:       stdin,
 			Stdout:      stdout,
 			Stderr:      stderr,
 			SysProcAttr: attr,
@@ -265,6 +280,40 @@ func startRetrying(ctx context.Context, job *Job, stdout, stderr *os.File) (*exe
 		time.Sleep(delay)
 		delay *= 2
 	}
+}
+
+// devNull is the standard input of programs that get no body, opened once
+// rather than by every exec.
+var devNull = func() *os.File {
+	f, err := os.Open(os.DevNull)
+	if err != nil {
+		return nil // exec then opens it itself
+	}
+	return f
+}()
+
+// waitExit blocks until the process behind pidfd has exited, parked in the
+// runtime's netpoller (a pidfd polls readable at exit), and closes pidfd.
+// Without a pidfd (old kernels) it returns at once and Wait blocks instead.
+func waitExit(pidfd int) {
+	if pidfd < 0 {
+		return
+	}
+	if err := syscall.SetNonblock(pidfd, true); err != nil {
+		syscall.Close(pidfd)
+		return
+	}
+	f := os.NewFile(uintptr(pidfd), "pidfd")
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	rc.Read(func(fd uintptr) bool {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, 0)
+		return err != nil || n > 0 // exited, or cannot tell: let Wait block
+	})
 }
 
 func exitStatus(cmd *exec.Cmd, waitErr error) (int, syscall.Signal) {

@@ -200,10 +200,14 @@ type Reader struct {
 }
 
 // NewReader returns a Reader reading from r. For efficiency r should be
-// buffered.
+// buffered. Its buffer grows to the largest record seen (at most 64 KiB),
+// so a connection that only carries small records stays small.
 func NewReader(r io.Reader) *Reader {
-	return &Reader{r: r, buf: make([]byte, HeaderLen+MaxContent+255)}
+	return &Reader{r: r, buf: make([]byte, 1024)}
 }
+
+// Reset makes the Reader read from r, keeping its buffer.
+func (rd *Reader) Reset(r io.Reader) { rd.r = r }
 
 // Next reads the next record, skipping its padding. It returns io.EOF only
 // when the stream ends cleanly between records, io.ErrUnexpectedEOF when it
@@ -218,6 +222,11 @@ func (rd *Reader) Next() (Record, error) {
 		return Record{}, fmt.Errorf("%w %d (header % x)", ErrVersion, h.Version, hb)
 	}
 	n := int(h.ContentLength) + int(h.PaddingLength)
+	if HeaderLen+n > len(rd.buf) {
+		grown := make([]byte, max(HeaderLen+n, 2*len(rd.buf)))
+		copy(grown, rd.buf[:HeaderLen])
+		rd.buf = grown
+	}
 	body := rd.buf[HeaderLen : HeaderLen+n]
 	if _, err := io.ReadFull(rd.r, body); err != nil {
 		if err == io.EOF {
