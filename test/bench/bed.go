@@ -382,6 +382,10 @@ func (b *Bed) URL(be Backend, file string) string {
 // reports the first failure but always tries everything.
 func (b *Bed) Close() error {
 	var errs []error
+	if b.Client != nil {
+		// nginx's graceful stop waits for open client connections.
+		b.Client.CloseIdleConnections()
+	}
 	if b.Nginx != nil {
 		errs = append(errs, b.Nginx.Stop())
 	}

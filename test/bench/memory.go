@@ -20,8 +20,8 @@ import (
 type Memory struct {
 	UploadBytes int64 `json:"upload_bytes"`
 	// cgibridge's one process.
-	BridgeIdleStartKiB int64   `json:"cgibridge_idle_start_kib"` // before any request
-	BridgeIdleKiB      int64   `json:"cgibridge_idle_kib"`       // settled after the load runs
+	BridgeIdleStartKiB int64   `json:"cgibridge_idle_start_kib"`  // before any request
+	BridgeIdleKiB      int64   `json:"cgibridge_idle_kib"`        // settled after the load runs
 	BridgeUploadKiB    []int64 `json:"cgibridge_upload_peak_kib"` // per repeat: peak during the upload
 	BridgeBaseKiB      []int64 `json:"cgibridge_upload_base_kib"` // per repeat: just before it
 	// fcgiwrap's master and workers, summed.

@@ -9,9 +9,12 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cgibridge/cgibridge/bridge/fcgi"
@@ -27,6 +30,13 @@ type Overhead struct {
 	FcgiwrapUS   []float64 `json:"fcgiwrap_us"`  // per round: FastCGI request to fcgiwrap
 	BridgeCostUS float64   `json:"cgibridge_cost_us"`
 	FcgiwrapCost float64   `json:"fcgiwrap_cost_us"`
+	// CPU time (user+system) the server's own processes spent per request, over all
+	// rounds: a figure the machine's noise barely touches. The programs' CPU is
+	// not in it (a child's time is its own, and the parent's only after wait, in
+	// fields this does not read).
+	BareCPUUS     float64 `json:"bare_cpu_us"` // the benchmark process itself, os/exec and the timing loop
+	BridgeCPUUS   float64 `json:"cgibridge_cpu_us"`
+	FcgiwrapCPUUS float64 `json:"fcgiwrap_cpu_us"`
 }
 
 // cgiEnv is an environment of the size a CGI program gets, so the bare exec copies
@@ -132,28 +142,43 @@ func (b *Bed) MeasureOverhead(ctx context.Context, rounds, n int) (Overhead, err
 	bridgeParams := fcgiParams(cgiEnv(bare))
 	fwParams := fcgiParams(cgiEnv(filepath.Join(b.Base, Fcgiwrap.Prefix, "hello-c.cgi")))
 	var bridgeDiff, fwDiff []float64
+	var bareCPU, bridgeCPU, fwCPU time.Duration
+	fwPIDs, err := b.FcgiwrapPIDs()
+	if err != nil {
+		return o, err
+	}
 	for r := range rounds {
 		ways := []struct {
-			dst *[]float64
-			f   func() error
+			dst  *[]float64
+			cpu  *time.Duration
+			pids []int
+			f    func() error
 		}{
-			{&o.BareUS, func() error { return bareExec(bare, env) }},
-			{&o.BridgeUS, func() error { return fcgiRequest(ctx, b.Bridge.Socket, bridgeParams) }},
-			{&o.FcgiwrapUS, func() error { return fcgiRequest(ctx, b.FWSocket, fwParams) }},
+			{&o.BareUS, &bareCPU, []int{os.Getpid()}, func() error { return bareExec(bare, env) }},
+			{&o.BridgeUS, &bridgeCPU, []int{b.Bridge.PID()}, func() error { return fcgiRequest(ctx, b.Bridge.Socket, bridgeParams) }},
+			{&o.FcgiwrapUS, &fwCPU, fwPIDs, func() error { return fcgiRequest(ctx, b.FWSocket, fwParams) }},
 		}
 		if r%2 == 1 {
 			slices.Reverse(ways)
 		}
 		for _, w := range ways {
+			cpu0 := cpuTime(w.pids)
 			us, err := timeEach(n, w.f)
 			if err != nil {
 				return o, err
+			}
+			if w.cpu != nil {
+				*w.cpu += cpuTime(w.pids) - cpu0
 			}
 			*w.dst = append(*w.dst, us)
 		}
 		bridgeDiff = append(bridgeDiff, o.BridgeUS[r]-o.BareUS[r])
 		fwDiff = append(fwDiff, o.FcgiwrapUS[r]-o.BareUS[r])
 	}
+	total := float64(rounds * n)
+	o.BareCPUUS = float64(bareCPU/time.Microsecond) / total
+	o.BridgeCPUUS = float64(bridgeCPU/time.Microsecond) / total
+	o.FcgiwrapCPUUS = float64(fwCPU/time.Microsecond) / total
 	o.BridgeCostUS = median(bridgeDiff)
 	o.FcgiwrapCost = median(fwDiff)
 	return o, nil
@@ -170,4 +195,27 @@ func median(xs []float64) float64 {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// cpuTime returns the CPU time pids have run so far, all their threads, from the
+// first field of /proc/PID/task/TID/schedstat (nanoseconds, exact). /proc/PID/stat's
+// utime and stime are tick-sampled: a pool of workers that each run a few
+// milliseconds would show none. Threads that already exited are not counted (Go
+// keeps its threads); processes that cannot be read count 0.
+func cpuTime(pids []int) time.Duration {
+	var total time.Duration
+	for _, pid := range pids {
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+		for _, t := range tasks {
+			data, err := os.ReadFile(t)
+			if err != nil {
+				continue
+			}
+			if f := strings.Fields(string(data)); len(f) > 0 {
+				ns, _ := strconv.ParseInt(f[0], 10, 64)
+				total += time.Duration(ns)
+			}
+		}
+	}
+	return total
 }

@@ -1,0 +1,332 @@
+// This file holds the benchmark's smoke test — every program through both backends,
+// every response checked, the reports generated from the small sample — and unit
+// tests of the statistics and the reporting. It never runs the full benchmark.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cgibridge/cgibridge/test/harness"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	_ = harness.RemoveBinary()
+	os.Exit(code)
+}
+
+// smokeRequests is how many checked requests each program gets per backend.
+const smokeRequests = 150
+
+func TestSmokeEveryProgramThroughBothBackends(t *testing.T) {
+	bed, err := SetUp(BedConfig{Procs: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := bed.Close(); err != nil {
+			t.Error(err)
+		}
+		if t.Failed() {
+			t.Logf("cgibridge output:\n%s\nnginx error.log:\n%s", bed.Bridge.Logs.String(), bed.Nginx.ErrorLog())
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	defer cancel()
+
+	pl := Plan{
+		Procs: 8, Repeats: 1, Duration: 40 * time.Second, MaxRequests: smokeRequests,
+		Concurrency: []int{4}, Programs: []string{"c", "sh", "perl", "python", "sleep", "echo"},
+		OpenPrograms: []string{"c"}, RateFractions: []float64{0.2}, OpenDuration: time.Second,
+		Warmup: 100 * time.Millisecond, OverheadRounds: 2, OverheadN: 10,
+		UploadBytes: 4 << 20, UploadRepeats: 1,
+	}
+	if testing.Verbose() {
+		pl.Log = os.Stderr
+	}
+	res, err := pl.Execute(ctx, bed)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if got, want := len(res.Closed), len(pl.Programs)*len(Backends); got != want {
+		t.Fatalf("%d closed-loop runs, want %d", got, want)
+	}
+	for _, r := range append(res.Closed, res.Open...) {
+		if r.Errors > 0 {
+			t.Errorf("%s %s on %s: %d of %d requests failed, first: %s", r.Mode, r.Program, r.Backend, r.Errors, r.Requests, r.FirstError)
+		}
+	}
+	for _, r := range res.Closed {
+		if r.Requests != smokeRequests {
+			t.Errorf("%s on %s: %d requests, want %d", r.Program, r.Backend, r.Requests, smokeRequests)
+		}
+	}
+	if len(res.Open) != 2 || res.Open[0].Requests == 0 || res.Open[1].Requests == 0 {
+		t.Errorf("open loop: want one run with requests per backend, got %+v", res.Open)
+	}
+	if o := res.Overhead; o == nil || len(o.BareUS) != 2 || o.BareUS[0] <= 0 || o.BridgeUS[0] <= 0 || o.FcgiwrapUS[0] <= 0 {
+		t.Errorf("overhead not measured: %+v", res.Overhead)
+	}
+	if m := res.Memory; m == nil || m.BridgeIdleStartKiB <= 0 || len(m.BridgeUploadKiB) != 1 || m.FcgiwrapIdleKiB <= 0 {
+		t.Errorf("memory not measured: %+v", res.Memory)
+	}
+
+	checkReports(t, res)
+}
+
+// checkReports writes every output from res and checks each one parses and holds
+// what the run measured.
+func checkReports(t *testing.T, res *Results) {
+	t.Helper()
+	dir := t.TempDir()
+	jsonPath := filepath.Join(dir, "results.json")
+	if err := WriteJSON(jsonPath, res); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Results
+	if err := json.Unmarshal(data, &back); err != nil {
+		t.Fatalf("results.json does not parse: %v", err)
+	}
+	if len(back.Closed) != len(res.Closed) || back.Machine.CPUs == 0 || back.Memory == nil {
+		t.Errorf("results.json lost data: %d closed runs (want %d), machine %+v", len(back.Closed), len(res.Closed), back.Machine)
+	}
+
+	plots, err := WritePlots(dir, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plots) != len(openPrograms(res.Open)) {
+		t.Errorf("%d plots for %d open-loop programs", len(plots), len(openPrograms(res.Open)))
+	}
+	for _, p := range plots {
+		svg, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkSVG(t, svg, 4)
+	}
+
+	md := DocsPage(res, "plots")
+	for _, want := range []string{
+		"| CPUs (nproc) |", "### Targets", "bridge overhead over bare fork+exec+wait",
+		"idle RSS ≤ 20 MiB", "![latency against offered load, c](plots/latency-c.svg)",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q", want)
+		}
+	}
+	for _, p := range res.Config.Programs {
+		if !strings.Contains(md, "| "+p+" | 4 |") {
+			t.Errorf("markdown has no closed-loop row for %s:\n%s", p, md)
+		}
+	}
+}
+
+// checkSVG fails unless svg is well-formed XML with at least lines polylines.
+func checkSVG(t *testing.T, svg []byte, lines int) {
+	t.Helper()
+	d := xml.NewDecoder(bytes.NewReader(svg))
+	polylines := 0
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("SVG is not well-formed: %v\n%s", err, svg)
+		}
+		if se, ok := tok.(xml.StartElement); ok && se.Name.Local == "polyline" {
+			polylines++
+		}
+	}
+	if polylines < lines {
+		t.Errorf("SVG has %d polylines, want %d (p50 and p99 per backend)", polylines, lines)
+	}
+}
+
+func TestPercentileIsNearestRank(t *testing.T) {
+	ms := func(xs ...int) []time.Duration {
+		var out []time.Duration
+		for _, x := range xs {
+			out = append(out, time.Duration(x)*time.Millisecond)
+		}
+		return out
+	}
+	hundred := make([]time.Duration, 100)
+	for i := range hundred {
+		hundred[i] = time.Duration(i+1) * time.Millisecond
+	}
+	tests := []struct {
+		name   string
+		sorted []time.Duration
+		p      float64
+		want   time.Duration
+	}{
+		{"empty is zero", nil, 50, 0},
+		{"single value at any percentile", ms(7), 99.9, 7 * time.Millisecond},
+		{"median of odd count", ms(1, 2, 3), 50, 2 * time.Millisecond},
+		{"median of even count is the lower middle", ms(1, 2, 3, 4), 50, 2 * time.Millisecond},
+		{"p99 of 1..100", hundred, 99, 99 * time.Millisecond},
+		{"p99.9 of 1..100 is the maximum", hundred, 99.9, 100 * time.Millisecond},
+		{"p0 is the minimum", hundred, 0, time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := percentile(tt.sorted, tt.p); got != tt.want {
+				t.Errorf("percentile(%v) = %v, want %v", tt.p, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestJudgeMarksRunsInvalid(t *testing.T) {
+	tests := []struct {
+		name   string
+		run    Run
+		valid  bool
+		reason string
+	}{
+		{"clean closed run", Run{Mode: "closed", Requests: 100}, true, ""},
+		{"closed run ignores lateness", Run{Mode: "closed", Requests: 100, Late: 50}, true, ""},
+		{"one failure", Run{Mode: "open", Requests: 100, Errors: 1}, false, "requests failed"},
+		{"1% late is tolerated", Run{Mode: "open", Requests: 100, Late: 1}, true, ""},
+		{"over 1% late", Run{Mode: "open", Requests: 100, Late: 2}, false, "generator fell behind its schedule"},
+		{"nothing completed", Run{Mode: "open"}, false, "no requests completed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := tt.run
+			judge(&r)
+			if r.Valid != tt.valid || r.Invalid != tt.reason {
+				t.Errorf("valid %v (%q), want %v (%q)", r.Valid, r.Invalid, tt.valid, tt.reason)
+			}
+		})
+	}
+}
+
+func TestPoissonScheduleHasTheOfferedRate(t *testing.T) {
+	for _, rate := range []float64{10, 500, 5000} {
+		// About 5000 arrivals whatever the rate, so the statistics are as tight.
+		dur := time.Duration(5000 / rate * float64(time.Second))
+		sched := PoissonSchedule(rand.New(rand.NewPCG(3, 4)), rate, dur)
+		if n := float64(len(sched)); n < 4750 || n > 5250 {
+			t.Errorf("rate %v: %v arrivals in %v, want about 5000", rate, n, dur)
+		}
+		for i := 1; i < len(sched); i++ {
+			if sched[i] < sched[i-1] || sched[i] >= dur {
+				t.Fatalf("rate %v: offset %d (%v) out of order or past the end", rate, i, sched[i])
+			}
+		}
+		// Exponential gaps: their standard deviation equals their mean (a fixed
+		// interval would have none).
+		var sum, sq float64
+		for i := 1; i < len(sched); i++ {
+			g := (sched[i] - sched[i-1]).Seconds()
+			sum, sq = sum+g, sq+g*g
+		}
+		n := float64(len(sched) - 1)
+		mean := sum / n
+		sd := (sq/n - mean*mean)
+		if cv := sd / (mean * mean); cv < 0.9 || cv > 1.1 {
+			t.Errorf("rate %v: variance/mean² of gaps %.2f, want about 1", rate, cv)
+		}
+	}
+}
+
+func TestOpenLoopCountsLatencyFromTheSchedule(t *testing.T) {
+	// A server that takes 30 ms and serves one request at a time, offered 100/s:
+	// a closed-loop view would see 30 ms; from the schedule, the queue shows.
+	slot := make(chan struct{}, 1)
+	do := func(ctx context.Context) error {
+		slot <- struct{}{}
+		defer func() { <-slot }()
+		time.Sleep(30 * time.Millisecond)
+		return nil
+	}
+	r := OpenLoop(context.Background(), do, 100, 500*time.Millisecond, 1)
+	if r.P99 < 100 {
+		t.Errorf("p99 %.1f ms: queueing delay behind a 30 ms single server at 100/s is missing", r.P99)
+	}
+	// The generator kept to its schedule; the server fell behind: a valid run
+	// whose achieved rate is below the offered one.
+	if !r.Valid || r.Rate > 50 {
+		t.Errorf("want a valid run achieving about 33/s of 100/s offered, got %+v", r)
+	}
+}
+
+func TestOpenLoopFallingBehindIsInvalid(t *testing.T) {
+	// Every request hangs for 300 ms: at 1000/s the cap on requests in flight is
+	// reached after 200 ms, and later sends wait past their schedule.
+	release := make(chan struct{})
+	time.AfterFunc(300*time.Millisecond, func() { close(release) })
+	do := func(ctx context.Context) error { <-release; return nil }
+	r := OpenLoop(context.Background(), do, 1000, 500*time.Millisecond, 1)
+	if r.Valid || r.Invalid != "generator fell behind its schedule" || r.Late == 0 {
+		t.Errorf("want invalid for lateness, got %+v", r)
+	}
+}
+
+func TestClosedRowsPairRepeatsAndJudgeTargets(t *testing.T) {
+	run := func(be string, rep int, rate, p99 float64) Run {
+		return Run{Backend: be, Program: "c", Mode: "closed", Concurrency: 8, Repeat: rep, Rate: rate, P99: p99, Requests: 10, Valid: true}
+	}
+	runs := []Run{
+		run("cgibridge", 0, 110, 9), run("fcgiwrap", 0, 100, 10),
+		run("fcgiwrap", 1, 100, 10), run("cgibridge", 1, 90, 12),
+		run("cgibridge", 2, 105, 9), run("fcgiwrap", 2, 100, 10),
+	}
+	rows := ClosedRows(runs)
+	if len(rows) != 1 {
+		t.Fatalf("%d rows, want 1", len(rows))
+	}
+	r := rows[0]
+	if r.Pairs != 3 || r.RateRatio != 1.05 || r.RLo != 0.9 || r.RHi != 1.1 {
+		t.Errorf("throughput ratio %.2f (%.2f–%.2f) over %d pairs, want 1.05 (0.90–1.10) over 3", r.RateRatio, r.RLo, r.RHi, r.Pairs)
+	}
+	if r.P99Ratio != 0.9 || !r.ThroughputMet || !r.LatencyMet {
+		t.Errorf("p99 ratio %.2f, met %v/%v: want 0.90, met/met", r.P99Ratio, r.ThroughputMet, r.LatencyMet)
+	}
+
+	runs[0].Valid, runs[0].Invalid = false, "requests failed"
+	if r := ClosedRows(runs)[0]; r.ThroughputMet || r.Invalid == "" {
+		t.Errorf("a row with an invalid run counts as met: %+v", r)
+	}
+}
+
+func TestLatencySVGDrawsInvalidRunsHollow(t *testing.T) {
+	runs := []Run{
+		{Backend: "cgibridge", Program: "c", Mode: "open", OfferedRate: 100, P50: 2, P99: 5, Requests: 10, Valid: true},
+		{Backend: "cgibridge", Program: "c", Mode: "open", OfferedRate: 200, P50: 40, P99: 900, Requests: 10},
+		{Backend: "fcgiwrap", Program: "c", Mode: "open", OfferedRate: 100, P50: 3, P99: 6, Requests: 10, Valid: true},
+		{Backend: "fcgiwrap", Program: "c", Mode: "open", OfferedRate: 200, P50: 30, P99: 700, Requests: 10, Valid: true},
+	}
+	svg := LatencySVG("c", runs)
+	checkSVG(t, []byte(svg), 4)
+	// Two hollow points (p50 and p99 of the invalid run) plus the legend's.
+	if n := strings.Count(svg, `fill="white" stroke="#1f62b4"`); n != 2 {
+		t.Errorf("%d hollow cgibridge points, want 2", n)
+	}
+	if strings.Contains(svg, `fill="white" stroke="#d4451b"`) {
+		t.Error("a valid fcgiwrap point is drawn hollow")
+	}
+	for _, tick := range []string{">1 ms<", ">1 s<"} {
+		if !strings.Contains(svg, tick) {
+			t.Errorf("latency axis lacks the %s tick", tick)
+		}
+	}
+}

@@ -1,0 +1,199 @@
+// Command bench measures cgibridge against fcgiwrap behind one nginx, in
+// alternation, and writes the results as JSON, SVG plots and docs/benchmarks.md.
+//
+// Run it from the module root as root (both servers then run programs as nobody):
+//
+//	go run ./test/bench            # the full run, about 10 minutes on 2 cores
+//	go run ./test/bench -quick     # a short run to try the machinery
+//
+// `go test ./test/bench` runs only the smoke test, never the full benchmark.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cgibridge/cgibridge/test/harness"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// run parses the flags, runs the plan and writes the outputs.
+func run(args []string) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	pl := Plan{Log: os.Stderr}
+	var conc, progs, open, fracs, outDir, docs string
+	var upload int
+	quick := fs.Bool("quick", false, "a short run: 1 repeat of 1 s, fewer rates, 16 MiB upload (results not meaningful)")
+	fs.IntVar(&pl.Procs, "procs", 64, "cgibridge --max-procs and fcgiwrap -c")
+	fs.IntVar(&pl.Repeats, "repeats", 3, "closed-loop repeats per cell (ratios are medians over them)")
+	fs.DurationVar(&pl.Duration, "dur", 3*time.Second, "length of each closed-loop run")
+	fs.DurationVar(&pl.OpenDuration, "open-dur", 4*time.Second, "length of each open-loop run")
+	fs.StringVar(&conc, "conc", "1,8,64", "closed-loop concurrencies")
+	fs.StringVar(&progs, "programs", "c,sh,perl,python,sleep,echo", "closed-loop programs")
+	fs.StringVar(&open, "open", "c,sh,python", "open-loop programs")
+	fs.StringVar(&fracs, "rates", "0.25,0.5,0.7,0.85,1,1.15", "open-loop offered rates, as fractions of the higher closed-loop throughput at the top concurrency")
+	fs.IntVar(&pl.OverheadRounds, "overhead-rounds", 5, "rounds of the per-request cost measurement")
+	fs.IntVar(&pl.OverheadN, "overhead-n", 300, "requests per way per round")
+	fs.IntVar(&upload, "upload-mib", 64, "size of the upload of the memory measurement, MiB")
+	fs.IntVar(&pl.UploadRepeats, "upload-repeats", 3, "uploads per backend")
+	fs.StringVar(&outDir, "out", "test/bench/results", "directory for results.json, results.md and the SVG plots (relative to the module root)")
+	render := fs.String("render", "", "do not measure: re-render the outputs from this results.json")
+	fs.StringVar(&docs, "docs", "docs/benchmarks.md", "markdown file to (re)write with the results, relative to the module root; empty: none")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	pl.Warmup = time.Second
+	if *quick {
+		// Shorter defaults; flags given explicitly still win.
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		quickly := func(name string, apply func()) {
+			if !set[name] {
+				apply()
+			}
+		}
+		pl.Warmup = 300 * time.Millisecond
+		quickly("repeats", func() { pl.Repeats = 1 })
+		quickly("dur", func() { pl.Duration = time.Second })
+		quickly("open-dur", func() { pl.OpenDuration = 2 * time.Second })
+		quickly("rates", func() { fracs = "0.5,1" })
+		quickly("overhead-rounds", func() { pl.OverheadRounds = 2 })
+		quickly("overhead-n", func() { pl.OverheadN = 50 })
+		quickly("upload-mib", func() { upload = 16 })
+		quickly("upload-repeats", func() { pl.UploadRepeats = 1 })
+	}
+	pl.UploadBytes = int64(upload) << 20
+	var err error
+	if pl.Concurrency, err = parseInts(conc); err != nil {
+		return fmt.Errorf("-conc: %w", err)
+	}
+	if pl.RateFractions, err = parseFloats(fracs); err != nil {
+		return fmt.Errorf("-rates: %w", err)
+	}
+	pl.Programs, pl.OpenPrograms = splitList(progs), splitList(open)
+
+	root, err := harness.RepoRoot()
+	if err != nil {
+		return err
+	}
+	defer harness.RemoveBinary()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	var res *Results
+	if *render != "" {
+		if res, err = ReadJSON(*render); err != nil {
+			return err
+		}
+	} else {
+		commit := gitDescribe(root)
+		bed, err := SetUp(BedConfig{Procs: pl.Procs})
+		if err != nil {
+			return err
+		}
+		res, err = pl.Execute(ctx, bed)
+		if cerr := bed.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+		res.Config.Command = strings.TrimSpace("go run ./test/bench " + strings.Join(args, " "))
+		res.Config.Commit = commit
+	}
+
+	dir := outDir
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join(root, dir)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("make %s: %w", dir, err)
+	}
+	if err := WriteJSON(filepath.Join(dir, "results.json"), res); err != nil {
+		return err
+	}
+	if _, err := WritePlots(dir, res); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.md"), []byte(Markdown(res, ".")), 0o644); err != nil {
+		return fmt.Errorf("write results.md: %w", err)
+	}
+	fmt.Fprintf(os.Stderr, "wrote %s\n", dir)
+	if docs != "" {
+		path := docs
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(root, path)
+		}
+		rel, err := filepath.Rel(filepath.Dir(path), dir)
+		if err != nil {
+			return fmt.Errorf("place plots relative to %s: %w", path, err)
+		}
+		if err := os.WriteFile(path, []byte(DocsPage(res, rel)), 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+		fmt.Fprintf(os.Stderr, "wrote %s\n", path)
+	}
+	return nil
+}
+
+// gitDescribe names the commit of the tree being measured, "-dirty" when it has
+// uncommitted changes (whose bridge part, then, is what was measured).
+func gitDescribe(root string) string {
+	out, err := exec.Command("git", "-C", root, "describe", "--always", "--dirty").Output()
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for _, f := range splitList(s) {
+		n, err := strconv.Atoi(f)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("%q is not a positive integer", f)
+		}
+		out = append(out, n)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("empty list")
+	}
+	return out, nil
+}
+
+func parseFloats(s string) ([]float64, error) {
+	var out []float64
+	for _, f := range splitList(s) {
+		x, err := strconv.ParseFloat(f, 64)
+		if err != nil || x <= 0 {
+			return nil, fmt.Errorf("%q is not a positive number", f)
+		}
+		out = append(out, x)
+	}
+	return out, nil
+}
