@@ -146,6 +146,9 @@ type Bed struct {
 // BedConfig chooses how the bed is built.
 type BedConfig struct {
 	Procs int // concurrency limit of both servers
+	// BridgeEnv are extra NAME=VALUE variables for cgibridge (e.g.
+	// GOMAXPROCS=2, to compare runtime settings against the same fcgiwrap).
+	BridgeEnv []string
 }
 
 // missingTool is the advice when a tool the benchmark needs is absent: the smoke
@@ -217,7 +220,7 @@ func SetUp(cfg BedConfig) (bed *Bed, err error) {
 		"--root", filepath.Join(b.Base, Cgibridge.Prefix),
 		"--max-procs", strconv.Itoa(cfg.Procs),
 		"--log-level", "warn",
-	})
+	}, cfg.BridgeEnv...)
 	if err != nil {
 		return nil, err
 	}

@@ -38,6 +38,7 @@ func run(args []string) error {
 	pl := Plan{Log: os.Stderr}
 	var conc, progs, open, fracs, outDir, docs string
 	var upload int
+	var bridgeEnv string
 	quick := fs.Bool("quick", false, "a short run: 1 repeat of 1 s, fewer rates, 16 MiB upload (results not meaningful)")
 	fs.IntVar(&pl.Procs, "procs", 64, "cgibridge --max-procs and fcgiwrap -c")
 	fs.IntVar(&pl.Repeats, "repeats", 3, "closed-loop repeats per cell (ratios are medians over them)")
@@ -52,6 +53,7 @@ func run(args []string) error {
 	fs.IntVar(&upload, "upload-mib", 64, "size of the upload of the memory measurement, MiB")
 	fs.IntVar(&pl.UploadRepeats, "upload-repeats", 3, "uploads per backend")
 	fs.StringVar(&outDir, "out", "test/bench/results", "directory for results.json, results.md and the SVG plots (relative to the module root)")
+	fs.StringVar(&bridgeEnv, "bridge-env", "", "extra NAME=VALUE variables for cgibridge, comma separated (e.g. GOMAXPROCS=2)")
 	render := fs.String("render", "", "do not measure: re-render the outputs from this results.json")
 	fs.StringVar(&docs, "docs", "docs/benchmarks.md", "markdown file to (re)write with the results, relative to the module root; empty: none")
 	if err := fs.Parse(args); err != nil {
@@ -102,7 +104,11 @@ func run(args []string) error {
 		}
 	} else {
 		commit := gitDescribe(root)
-		bed, err := SetUp(BedConfig{Procs: pl.Procs})
+		var env []string
+		if bridgeEnv != "" {
+			env = strings.Split(bridgeEnv, ",")
+		}
+		bed, err := SetUp(BedConfig{Procs: pl.Procs, BridgeEnv: env})
 		if err != nil {
 			return err
 		}
