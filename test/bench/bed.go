@@ -48,9 +48,6 @@ type Program struct {
 // hello is what every hello program prints after its header.
 const hello = "Hello, world!\n"
 
-// helloHeader is the CGI header block every hello program writes.
-const helloHeader = "Content-Type: text/plain\r\n\r\n"
-
 // Sources of the programs. Scripts name their interpreter by absolute path so that
 // cgibridge and fcgiwrap both start them through the kernel's shebang handling,
 // the same way, rather than through a PATH lookup.

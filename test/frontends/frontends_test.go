@@ -87,7 +87,7 @@ func startServer(t *testing.T, name, errLog string, render func(port int) []stri
 	t.Helper()
 	var lastErr error
 	for attempt := 0; attempt < 4; attempt++ {
-		port, err := freePort()
+		port, err := harness.FreePort()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -97,13 +97,13 @@ func startServer(t *testing.T, name, errLog string, render func(port int) []stri
 			t.Cleanup(func() {
 				s.stop(t)
 				if t.Failed() {
-					t.Logf("%s output:\n%s\n%s error log:\n%s", name, s.out.String(), name, readFile(errLog))
+					t.Logf("%s output:\n%s\n%s error log:\n%s", name, s.out.String(), name, harness.ReadFile(errLog))
 				}
 			})
 			return s
 		}
 		lastErr = err
-		if !strings.Contains(readFile(errLog)+err.Error(), "in use") {
+		if !strings.Contains(harness.ReadFile(errLog)+err.Error(), "in use") {
 			break
 		}
 	}
@@ -145,7 +145,7 @@ func launch(name, errLog string, port int, argv []string) (*serverProc, error) {
 		select {
 		case <-s.done:
 			return nil, fmt.Errorf("%s exited before serving on port %d: %v\n%s\n%s",
-				name, port, s.waitErr, s.out.String(), readFile(errLog))
+				name, port, s.waitErr, s.out.String(), harness.ReadFile(errLog))
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
@@ -173,24 +173,6 @@ func (s *serverProc) stop(t *testing.T) {
 	// Workers that outlive their master would hold the port and the bridge socket.
 	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
 	<-s.done
-}
-
-// freePort asks the kernel for a loopback port that is unused right now.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-func readFile(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	return string(b)
 }
 
 // mustTool returns the path of a web server binary, failing (never skipping) the

@@ -73,7 +73,7 @@ func StartNginx(tb testing.TB, serverBlock string) *Nginx {
 func LaunchNginx(bin, dir, serverBlock string) (*Nginx, error) {
 	var lastErr error
 	for attempt := 0; attempt < 4; attempt++ {
-		port, err := freePort()
+		port, err := FreePort()
 		if err != nil {
 			return nil, fmt.Errorf("launch nginx: %w", err)
 		}
@@ -82,7 +82,7 @@ func LaunchNginx(bin, dir, serverBlock string) (*Nginx, error) {
 			return n, nil
 		}
 		lastErr = err
-		if !strings.Contains(readFile(filepath.Join(dir, "error.log")), "Address already in use") {
+		if !strings.Contains(ReadFile(filepath.Join(dir, "error.log")), "Address already in use") {
 			break
 		}
 	}
@@ -143,7 +143,7 @@ func (n *Nginx) waitReady(pidPath string, port int) error {
 	deadline := time.Now().Add(StartTimeout)
 	want := strconv.Itoa(n.Cmd.Process.Pid)
 	for {
-		if strings.TrimSpace(readFile(pidPath)) == want {
+		if strings.TrimSpace(ReadFile(pidPath)) == want {
 			c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second)
 			if err == nil {
 				_ = c.Close()
@@ -191,9 +191,9 @@ func nginxConf(dir string, port int, serverBlock string, asRoot, haveMimeTypes b
 	return b.String()
 }
 
-// freePort asks the kernel for an unused loopback port. It is free when this returns,
-// not necessarily when nginx binds it: LaunchNginx retries that race.
-func freePort() (int, error) {
+// FreePort asks the kernel for an unused loopback port. It is free when this
+// returns, not necessarily when a server binds it: callers retry that race.
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, fmt.Errorf("find a free port: %w", err)
@@ -202,8 +202,9 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// readFile returns a file's contents, or "" if it cannot be read.
-func readFile(path string) string {
+// ReadFile returns a file's contents, or "" if it cannot be read: for logs
+// printed when a test fails.
+func ReadFile(path string) string {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return ""
@@ -212,10 +213,10 @@ func readFile(path string) string {
 }
 
 // ErrorLog returns the contents of nginx's error.log.
-func (n *Nginx) ErrorLog() string { return readFile(filepath.Join(n.Dir, "error.log")) }
+func (n *Nginx) ErrorLog() string { return ReadFile(filepath.Join(n.Dir, "error.log")) }
 
 // AccessLog returns the contents of nginx's access.log.
-func (n *Nginx) AccessLog() string { return readFile(filepath.Join(n.Dir, "access.log")) }
+func (n *Nginx) AccessLog() string { return ReadFile(filepath.Join(n.Dir, "access.log")) }
 
 // PID returns the nginx master's process id.
 func (n *Nginx) PID() int { return n.Cmd.Process.Pid }

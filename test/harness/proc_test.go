@@ -131,8 +131,19 @@ func TestOpenFDsCountsInheritedDescriptors(t *testing.T) {
 	cmd := exec.Command("sleep", "30")
 	cmd.ExtraFiles = []*os.File{r, w, r} // fds 3, 4, 5
 	startGroup(t, cmd)
-	// stdin, stdout, stderr (all /dev/null) plus the three extra.
-	if got, err := OpenFDs(cmd.Process.Pid); err != nil || got != 6 {
+	// stdin, stdout, stderr (all /dev/null) plus the three extra. sleep's own
+	// start-up briefly opens locale files, so the count is read until it
+	// settles rather than once right after exec.
+	var got int
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		got, err = OpenFDs(cmd.Process.Pid)
+		if (err == nil && got == 6) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err != nil || got != 6 {
 		t.Errorf("OpenFDs(sleep with 3 extra files) = %d, %v; want 6", got, err)
 	}
 	if _, err := OpenFDs(-1); err == nil {
