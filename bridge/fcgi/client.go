@@ -149,14 +149,18 @@ func (c *ClientConn) Do(ctx context.Context, id uint16, role Role, keepConn bool
 
 	end, err := c.readResponse(id, stdout, stderr)
 	if err == nil {
-		// The response is complete. An application may answer before it
-		// has read the whole body; stop sending rather than wait for it.
-		// The connection is then unusable for another request.
+		// The response is complete. A well-behaved application drains the
+		// rest of the body, so the sender finishes soon; one that stopped
+		// reading would block it forever. After a short grace the sender
+		// is cut off, and the connection, its body cut short, is closed.
+		grace := time.NewTimer(senderGrace)
+		defer grace.Stop()
 		select {
 		case <-sendErr:
-		default:
+		case <-grace.C:
 			c.conn.SetWriteDeadline(time.Now())
 			<-sendErr
+			c.conn.Close()
 		}
 		return end, nil
 	}
@@ -169,6 +173,10 @@ func (c *ClientConn) Do(ctx context.Context, id uint16, role Role, keepConn bool
 	}
 	return end, err
 }
+
+// senderGrace is how long Do lets the request body finish sending after the
+// response has ended.
+const senderGrace = 500 * time.Millisecond
 
 // errReadBody marks a failure to read the request body being sent.
 var errReadBody = errors.New("read request body")

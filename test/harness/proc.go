@@ -66,7 +66,9 @@ func WaitGone(pid int, d time.Duration) error {
 	deadline := time.Now().Add(d)
 	for {
 		st, err := readStat(pid)
-		if errors.Is(err, fs.ErrNotExist) || (err == nil && st.State == 'Z') {
+		// A process that exits between the open and the read of its stat
+		// file makes the read fail with ESRCH: gone too.
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) || (err == nil && st.State == 'Z') {
 			return nil
 		}
 		if err != nil {
