@@ -63,14 +63,20 @@ type Daemon struct {
 	status  *http.Server
 	pprof   *http.Server
 	front   *pipeListener
+	sigs    chan os.Signal
 }
 
 // NewDaemon validates opts and opens every socket. Nothing is served
 // until Run.
 func NewDaemon(opts *Options, log hclog.Logger) (*Daemon, error) {
 	d := &Daemon{log: log, opts: opts, stats: status.New(opts.CGI.MaxProcs, nil)}
+	// Caught before the first socket exists: a supervisor may send SIGTERM
+	// as soon as it sees the socket, and that must drain, not kill.
+	d.sigs = make(chan os.Signal, 4)
+	signal.Notify(d.sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	h, err := NewCGIHandler(&opts.CGI, log.Named("cgi"), d.stats)
 	if err != nil {
+		signal.Stop(d.sigs)
 		return nil, err
 	}
 	d.handler = h
@@ -86,6 +92,7 @@ func NewDaemon(opts *Options, log hclog.Logger) (*Daemon, error) {
 	}
 	if err := d.openListeners(); err != nil {
 		d.closeListeners()
+		signal.Stop(d.sigs)
 		return nil, err
 	}
 	return d, nil
@@ -192,6 +199,9 @@ func (d *Daemon) Handler() *CGIHandler { return d.handler }
 
 // Run serves until SIGTERM or SIGINT (then drains) and applies reload on
 // SIGHUP. reload may be nil. It returns nil after a clean drain.
+//
+// Signals stay caught after Run returns: a repeated SIGTERM while the
+// process exits must not turn a clean drain into death by signal.
 func (d *Daemon) Run(reload func() (*Options, error)) error {
 	if d.opts.DropTo != nil {
 		if err := sandbox.DropPrivileges(d.opts.DropTo); err != nil {
@@ -224,9 +234,6 @@ func (d *Daemon) Run(reload func() (*Options, error)) error {
 		}
 	}
 
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(sigs)
 	for {
 		select {
 		case err := <-errc:
@@ -239,7 +246,7 @@ func (d *Daemon) Run(reload func() (*Options, error)) error {
 		case files := <-changes:
 			d.log.Info("configuration file changed", "files", files)
 			d.reload(reload)
-		case sig := <-sigs:
+		case sig := <-d.sigs:
 			if sig == syscall.SIGHUP {
 				d.reload(reload)
 				continue
