@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -161,76 +162,47 @@ func (e *ExecRunner) Run(ctx context.Context, job *Job) ExitInfo {
 		waitExit(pidfd)
 		exited <- cmd.Wait()
 	}()
-	stdoutDone := make(chan struct{})
-	sinkFailed := make(chan struct{})
-	go func() {
-		defer close(stdoutDone)
-		bp := copyBufs.Get().(*[]byte)
-		defer copyBufs.Put(bp)
-		if _, err := io.CopyBuffer(job.Stdout, outR, *bp); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-			// The sink refused more (bad header, gone front end): the
-			// program is ended rather than left blocked on a full pipe.
-			close(sinkFailed)
-		}
-	}()
-	stderrDone := make(chan struct{})
-	go func() {
-		defer close(stderrDone)
-		copyStderr(job.Stderr, errR)
-	}()
+	stdout := startCopy(job.Stdout, outR)
+	stderr := startCopy(job.Stderr, errR)
 
 	// stop ends the group: SIGTERM, grace, SIGKILL. It returns once the
 	// program has exited.
 	var waitErr error
-	var haveExit bool
 	stop := func() {
 		syscall.Kill(-pgid, syscall.SIGTERM)
-		if haveExit {
-			return
-		}
 		t := time.NewTimer(killGrace)
 		defer t.Stop()
 		select {
 		case waitErr = <-exited:
-			haveExit = true
 		case <-t.C:
 			info.Killed = true
 			syscall.Kill(-pgid, syscall.SIGKILL)
 			waitErr = <-exited
-			haveExit = true
 		}
 	}
 
 	// Phase 1: until the program exits (or must be stopped).
 	select {
 	case waitErr = <-exited:
-		haveExit = true
 	case <-timeout:
 		info.TimedOut = true
 		stop()
 	case <-ctx.Done():
 		info.Canceled = context.Cause(ctx)
 		stop()
-	case <-sinkFailed:
+	case <-stdout.sinkFailed:
+		// The sink refused more (bad header, gone front end): the program
+		// is ended rather than left blocked on a full pipe.
 		stop()
 	}
 
-	// Phase 2: output may still be open in descendants. Give it a short
-	// grace, then end the group and stop reading.
-	grace := time.NewTimer(outGrace)
-	defer grace.Stop()
-	for _, done := range []chan struct{}{stdoutDone, stderrDone} {
-		select {
-		case <-done:
-			continue
-		case <-grace.C:
-		case <-ctx.Done():
+	// Phase 2: the program has exited; its output is delivered in full.
+	// Descendants may still hold the pipes open, though.
+	killGroup := func() { syscall.Kill(-pgid, syscall.SIGKILL) }
+	for _, c := range []*outputCopy{stdout, stderr} {
+		if c.drain(outGrace, killGroup, ctx.Done()) {
+			info.Lingered = true
 		}
-		info.Lingered = true
-		syscall.Kill(-pgid, syscall.SIGKILL)
-		outR.SetReadDeadline(time.Now())
-		errR.SetReadDeadline(time.Now())
-		<-done
 	}
 	outR.Close()
 	errR.Close()
@@ -347,19 +319,79 @@ func exitStatus(cmd *exec.Cmd, waitErr error) (int, syscall.Signal) {
 	return cmd.ProcessState.ExitCode(), 0
 }
 
-// copyStderr forwards the program's standard error as it comes.
-func copyStderr(dst io.Writer, src io.Reader) {
+// outputCopy copies one of a program's output pipes to its sink and knows
+// whether it is waiting on the pipe (which, once the program has exited,
+// means a descendant holds the pipe open) or delivering output.
+type outputCopy struct {
+	src        *os.File
+	reading    atomic.Bool
+	done       chan struct{}
+	sinkFailed chan struct{} // closed when the sink refused output
+}
+
+func startCopy(dst io.Writer, src *os.File) *outputCopy {
+	c := &outputCopy{src: src, done: make(chan struct{}), sinkFailed: make(chan struct{})}
 	if dst == nil {
 		dst = io.Discard
 	}
-	buf := make([]byte, 4096)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			dst.Write(buf[:n])
+	go func() {
+		defer close(c.done)
+		bp := copyBufs.Get().(*[]byte)
+		defer copyBufs.Put(bp)
+		buf := *bp
+		for {
+			c.reading.Store(true)
+			n, err := src.Read(buf)
+			c.reading.Store(false)
+			if n > 0 {
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					close(c.sinkFailed)
+					return
+				}
+			}
+			if err != nil {
+				return // EOF, or reading was stopped
+			}
 		}
-		if err != nil {
-			return
+	}()
+	return c
+}
+
+// drain waits, after the program has exited, for the copy to reach the end
+// of the pipe. However long delivery to a slow front end takes, no output
+// is dropped. But when the copier has been waiting on an empty pipe for
+// grace, descendants hold it open: the group is killed; and if the pipe is
+// still open another grace later (a descendant that left the group),
+// reading stops. A cancelled request stops at once. It reports whether
+// descendants held the pipe.
+func (c *outputCopy) drain(grace time.Duration, killGroup func(), cancelled <-chan struct{}) (lingered bool) {
+	tick := time.NewTicker(max(grace/8, 5*time.Millisecond))
+	defer tick.Stop()
+	var waiting time.Duration // how long the copier has been seen waiting on the pipe
+	killed := false
+	for {
+		select {
+		case <-c.done:
+			return lingered
+		case <-cancelled:
+			killGroup()
+			c.src.SetReadDeadline(time.Now())
+			<-c.done
+			return true
+		case <-tick.C:
+		}
+		if !c.reading.Load() {
+			waiting = 0 // delivering output: not held open
+			continue
+		}
+		waiting += max(grace/8, 5*time.Millisecond)
+		switch {
+		case waiting >= grace && !killed:
+			lingered, killed = true, true
+			killGroup()
+			waiting = 0
+		case waiting >= grace && killed:
+			c.src.SetReadDeadline(time.Now())
 		}
 	}
 }
