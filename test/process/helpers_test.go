@@ -30,15 +30,7 @@ const ioTimeout = 15 * time.Second
 // bridge's unprivileged user (nobody) can traverse and execute, and returns it.
 func scriptRoot(t *testing.T) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "cgbp-root-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	// MkdirTemp makes the directory 0700: scripts run as nobody.
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	dir := harness.ScriptDir(t)
 	entries, err := os.ReadDir("testdata")
 	if err != nil {
 		t.Fatal(err)
@@ -58,39 +50,8 @@ func scriptRoot(t *testing.T) string {
 	return dir
 }
 
-// params builds what nginx with Debian's fastcgi_params and
-// `SCRIPT_FILENAME $document_root$fastcgi_script_name` sends for GET or POST of
-// /name under root; a body length of -1 sends CONTENT_LENGTH empty, as for a GET.
-func params(root, name, method string, bodyLen int) []fcgi.Pair {
-	cl := ""
-	if bodyLen >= 0 {
-		cl = strconv.Itoa(bodyLen)
-	}
-	uri := "/" + name
-	return []fcgi.Pair{
-		{Name: "QUERY_STRING", Value: ""},
-		{Name: "REQUEST_METHOD", Value: method},
-		{Name: "CONTENT_TYPE", Value: ""},
-		{Name: "CONTENT_LENGTH", Value: cl},
-		{Name: "SCRIPT_NAME", Value: uri},
-		{Name: "REQUEST_URI", Value: uri},
-		{Name: "DOCUMENT_URI", Value: uri},
-		{Name: "DOCUMENT_ROOT", Value: root},
-		{Name: "SERVER_PROTOCOL", Value: "HTTP/1.1"},
-		{Name: "REQUEST_SCHEME", Value: "http"},
-		{Name: "GATEWAY_INTERFACE", Value: "CGI/1.1"},
-		{Name: "SERVER_SOFTWARE", Value: "nginx/1.22.1"},
-		{Name: "REMOTE_ADDR", Value: "127.0.0.1"},
-		{Name: "REMOTE_PORT", Value: "54321"},
-		{Name: "REMOTE_USER", Value: ""},
-		{Name: "SERVER_ADDR", Value: "127.0.0.1"},
-		{Name: "SERVER_PORT", Value: "80"},
-		{Name: "SERVER_NAME", Value: "localhost"},
-		{Name: "REDIRECT_STATUS", Value: "200"},
-		{Name: "SCRIPT_FILENAME", Value: filepath.Join(root, name)},
-		{Name: "HTTP_HOST", Value: "localhost"},
-	}
-}
+// params is harness.NginxParams: what nginx sends for /name under root.
+var params = harness.NginxParams
 
 // result is one finished request as the client saw it.
 type result struct {

@@ -29,20 +29,8 @@ func TestMain(m *testing.M) { harness.Main(m) }
 // helloScript is the smallest well-behaved CGI program.
 const helloScript = "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\nhello\\n'\n"
 
-// scriptDir makes a directory for test scripts that user nobody can enter and
-// read: t.TempDir's parent is 0700, so it lives directly under os.TempDir.
-func scriptDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "cgbprod-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
+// scriptDir is harness.ScriptDir: a directory nobody can enter and read.
+func scriptDir(t *testing.T) string { return harness.ScriptDir(t) }
 
 // writeScript writes an executable script into dir and returns its path.
 func writeScript(t *testing.T, dir, name, body string) string {
@@ -76,35 +64,16 @@ type resp struct {
 	End    fcgi.EndRequest
 }
 
-// params builds the FastCGI params nginx sends with Debian's fastcgi_params.
+// params builds the FastCGI params nginx sends for r.
 func (r req) params() []fcgi.Pair {
-	method := r.Method
+	method, bodyLen := r.Method, -1
 	if method == "" {
 		method = "GET"
 	}
-	cl := ""
 	if r.Body != nil {
-		cl = strconv.Itoa(len(r.Body))
+		bodyLen = len(r.Body)
 	}
-	uri := "/" + r.Script
-	return []fcgi.Pair{
-		{Name: "GATEWAY_INTERFACE", Value: "CGI/1.1"},
-		{Name: "REQUEST_METHOD", Value: method},
-		{Name: "REQUEST_URI", Value: uri},
-		{Name: "DOCUMENT_URI", Value: uri},
-		{Name: "SCRIPT_NAME", Value: uri},
-		{Name: "SCRIPT_FILENAME", Value: filepath.Join(r.Dir, r.Script)},
-		{Name: "DOCUMENT_ROOT", Value: r.Dir},
-		{Name: "QUERY_STRING", Value: ""},
-		{Name: "CONTENT_TYPE", Value: ""},
-		{Name: "CONTENT_LENGTH", Value: cl},
-		{Name: "SERVER_PROTOCOL", Value: "HTTP/1.1"},
-		{Name: "SERVER_NAME", Value: "localhost"},
-		{Name: "SERVER_PORT", Value: "80"},
-		{Name: "REMOTE_ADDR", Value: "127.0.0.1"},
-		{Name: "REMOTE_PORT", Value: "40000"},
-		{Name: "HTTP_HOST", Value: "localhost"},
-	}
+	return harness.NginxParams(r.Dir, r.Script, method, bodyLen)
 }
 
 // dial opens a FastCGI connection to the bridge's socket.
