@@ -361,8 +361,12 @@ func TestReadHeadEndlessLineIsBounded(t *testing.T) {
 	if src.n > limit+2*4096 {
 		t.Errorf("read %d bytes from the source, want at most about %d", src.n, limit)
 	}
-	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 2*limit {
-		t.Errorf("allocated %d bytes, want at most about %d", alloc, limit)
+	// Growing a buffer by doubling to the limit allocates about twice the
+	// limit in all, and TotalAlloc is process-wide: 4x still tells a bounded
+	// parser from one whose memory grows with the input (this source never
+	// ends).
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 4*limit {
+		t.Errorf("allocated %d bytes, want at most about %d", alloc, 2*limit)
 	}
 }
 
