@@ -136,9 +136,6 @@ func (h *CGIHandler) Reload(cfg *CGIConfig) error {
 	return nil
 }
 
-// Config returns the configuration in force.
-func (h *CGIHandler) Config() *CGIConfig { return h.cfg.Load() }
-
 // maxLocalRedirects bounds RFC 3875 local redirects per request.
 const maxLocalRedirects = 5
 

@@ -194,9 +194,6 @@ func (d *Daemon) closeListeners() {
 	}
 }
 
-// Handler returns the CGI handler (for reloads and tests).
-func (d *Daemon) Handler() *CGIHandler { return d.handler }
-
 // Run serves until SIGTERM or SIGINT (then drains) and applies reload on
 // SIGHUP. reload may be nil. It returns nil after a clean drain.
 //

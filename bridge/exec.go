@@ -6,6 +6,7 @@
 package bridge
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -118,8 +119,8 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b 
 // Run executes the job and returns how it ended. It returns once the
 // program has exited and its output has been copied or abandoned.
 func (e *ExecRunner) Run(ctx context.Context, job *Job) ExitInfo {
-	killGrace := cmpOr(e.KillGrace, 3*time.Second)
-	outGrace := cmpOr(e.OutputGrace, time.Second)
+	killGrace := cmp.Or(e.KillGrace, 3*time.Second)
+	outGrace := cmp.Or(e.OutputGrace, time.Second)
 
 	outR, outW, err := outputPipe()
 	if err != nil {
@@ -394,11 +395,4 @@ func (c *outputCopy) drain(grace time.Duration, killGroup func(), cancelled <-ch
 			c.src.SetReadDeadline(time.Now())
 		}
 	}
-}
-
-func cmpOr(d, def time.Duration) time.Duration {
-	if d > 0 {
-		return d
-	}
-	return def
 }

@@ -99,14 +99,7 @@ type refusal struct {
 func (r *Request) Context() context.Context { return r.ctx }
 
 // Param returns the last value of the named param, or "".
-func (r *Request) Param(name string) string {
-	for i := len(r.Params) - 1; i >= 0; i-- {
-		if r.Params[i].Name == name {
-			return r.Params[i].Value
-		}
-	}
-	return ""
-}
+func (r *Request) Param(name string) string { return lastValue(r.Params, name) }
 
 // refuse records an answer the bridge gives itself and cancels the handler.
 // The first refusal wins.

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -251,25 +252,13 @@ func TestAppendStreamSplitsAtMaxContent(t *testing.T) {
 			sizes = append(sizes, len(r.Content))
 			joined = append(joined, r.Content...)
 		}
-		if !intsEqual(sizes, tt.sizes) {
+		if !slices.Equal(sizes, tt.sizes) {
 			t.Errorf("n=%d: record sizes %v, want %v", tt.n, sizes, tt.sizes)
 		}
 		if !bytes.Equal(joined, p) {
 			t.Errorf("n=%d: records do not rejoin into the input", tt.n)
 		}
 	}
-}
-
-func intsEqual(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestBeginRequestRoundTrip(t *testing.T) {
@@ -579,11 +568,11 @@ func TestWriteParamsSplitsLargeSetAndEndsWithEmptyRecord(t *testing.T) {
 				sizes = append(sizes, len(r.Content))
 				joined = append(joined, r.Content...)
 			}
-			if want := []int{MaxContent, len(enc) - MaxContent, 0}; !intsEqual(sizes, want) {
+			if want := []int{MaxContent, len(enc) - MaxContent, 0}; !slices.Equal(sizes, want) {
 				t.Errorf("record sizes %v, want %v", sizes, want)
 			}
 			got, err := ParsePairs(joined)
-			if err != nil || !pairsEqual(got, pairs) {
+			if err != nil || !slices.Equal(got, pairs) {
 				t.Errorf("joined PARAMS decode to %d pairs, %v; want the %d sent", len(got), err, len(pairs))
 			}
 		})
@@ -630,7 +619,7 @@ func TestWriteStreamChunksThenEnds(t *testing.T) {
 				}
 				sizes = append(sizes, len(r.Content))
 			}
-			if !intsEqual(sizes, tt.sizes) {
+			if !slices.Equal(sizes, tt.sizes) {
 				t.Errorf("record sizes %v, want %v", sizes, tt.sizes)
 			}
 		})
@@ -703,7 +692,7 @@ func TestDoReturnsEndRequestAndCopiesOutput(t *testing.T) {
 			if req.id != 1 || req.begin != (BeginRequest{RoleResponder, FlagKeepConn}) {
 				t.Errorf("application saw id %d %+v, want id 1 RESPONDER with KEEP_CONN", req.id, req.begin)
 			}
-			if !pairsEqual(req.params, doParams) {
+			if !slices.Equal(req.params, doParams) {
 				t.Errorf("application saw params %q, want %q", req.params, doParams)
 			}
 			if !bytes.Equal(req.stdin, body) {

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"slices"
 	"testing"
 )
 
@@ -99,7 +100,7 @@ func FuzzPairs(f *testing.F) {
 		if err != nil {
 			t.Fatalf("decoding the re-encoded pairs: %v", err)
 		}
-		if !pairsEqual(again, pairs) {
+		if !slices.Equal(again, pairs) {
 			t.Fatalf("re-encoded pairs decode to %q, want %q", again, pairs)
 		}
 	})

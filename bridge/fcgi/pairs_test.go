@@ -6,21 +6,10 @@ package fcgi
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 )
-
-func pairsEqual(a, b []Pair) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
 
 func TestParsePairsDecodesBothLengthForms(t *testing.T) {
 	long127 := strings.Repeat("n", 127)
@@ -50,7 +39,7 @@ func TestParsePairsDecodesBothLengthForms(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ParsePairs(% x): %v", tt.in, err)
 			}
-			if !pairsEqual(got, tt.want) {
+			if !slices.Equal(got, tt.want) {
 				t.Errorf("ParsePairs(% x) = %q, want %q", tt.in, got, tt.want)
 			}
 		})
@@ -117,7 +106,7 @@ func TestParsePairsTruncatedAtEveryOffset(t *testing.T) {
 	for off := 0; off <= len(enc); off++ {
 		got, err := ParsePairs(enc[:off])
 		if k, ok := boundary[off]; ok {
-			if err != nil || !pairsEqual(got, pairs[:k]) {
+			if err != nil || !slices.Equal(got, pairs[:k]) {
 				t.Errorf("prefix of %d bytes (a pair boundary) = %d pairs, %v; want the first %d pairs", off, len(got), err, k)
 			}
 			continue
@@ -173,7 +162,7 @@ func TestAppendPairUsesShortestForm(t *testing.T) {
 			t.Errorf("lengths %d,%d: %d bytes, want %d", tt.nameLen, tt.valueLen, len(b), want)
 		}
 		got, err := ParsePairs(b)
-		if err != nil || !pairsEqual(got, []Pair{{name, value}}) {
+		if err != nil || !slices.Equal(got, []Pair{{name, value}}) {
 			t.Errorf("lengths %d,%d do not decode back: %d pairs, %v", tt.nameLen, tt.valueLen, len(got), err)
 		}
 	}
