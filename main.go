@@ -1,7 +1,7 @@
 // Command cgibridge is a FastCGI server that runs CGI programs for nginx,
 // Apache, lighttpd or Caddy: a safe, fast replacement for fcgiwrap. This
-// file declares its command line (kong) and builds the pieces; the work is
-// done in package bridge.
+// file declares its command line (kong) and turns it into the daemon's
+// options; the work and the policies are in the packages under bridge/.
 package main
 
 import (
@@ -16,7 +16,8 @@ import (
 	"time"
 
 	"github.com/alecthomas/kong"
-	"github.com/cgibridge/cgibridge/bridge"
+	"github.com/cgibridge/cgibridge/bridge/cgi"
+	"github.com/cgibridge/cgibridge/bridge/daemon"
 	"github.com/cgibridge/cgibridge/bridge/listen"
 	"github.com/cgibridge/cgibridge/bridge/sandbox"
 	"github.com/cgibridge/cgibridge/cgienv"
@@ -25,6 +26,10 @@ import (
 
 // version is the release; overridden with -ldflags "-X main.version=…".
 var version = "0.1.0"
+
+// startEUID is the effective uid the bridge started with: a reload after
+// the privilege drop decides as the start did.
+var startEUID = os.Geteuid()
 
 // CLI is the whole command line.
 type CLI struct {
@@ -42,8 +47,11 @@ type ServeCmd struct {
 	SocketGroup     string        `help:"Group (name or gid) of a unix socket the bridge creates." group:"Listening"`
 	AllowFrom       []string      `help:"Web-server addresses (IP or CIDR, repeatable) allowed to connect over non-loopback TCP; defaults to $FCGI_WEB_SERVER_ADDRS. Required to listen on a non-loopback address." placeholder:"CIDR" group:"Listening"`
 	MaxConns        int           `help:"Open FastCGI connections at most; more are closed at once." default:"1024" group:"Listening"`
-	HTTP            string        `name:"http" help:"Also serve HTTP on ADDR, forwarding to the bridge as nginx would: a development aid, not a production web server." placeholder:"ADDR" group:"Listening"`
-	Status          string        `help:"Serve the status page (/status, /status?json), /ping and Prometheus /metrics on ADDR (keep it on loopback)." placeholder:"ADDR" group:"Listening"`
+	HTTP            string        `name:"http" help:"Also serve HTTP on ADDR, forwarding to the bridge as nginx would: a development aid, not a production web server. Loopback only unless --public-endpoints." placeholder:"ADDR" group:"Listening"`
+	Status          string        `help:"Serve the status page (/status, /status?json), /ping and Prometheus /metrics on ADDR. Loopback only unless --public-endpoints." placeholder:"ADDR" group:"Listening"`
+	PublicEndpoints bool          `help:"Let --http and --status bind a non-loopback address. They have no access control: anyone who reaches them uses them." group:"Listening"`
+	ParamsTimeout   time.Duration `help:"How long a request may take to send its headers (FastCGI params); a connection that sends nothing or stalls is closed after it." default:"10s" group:"Listening"`
+	IdleTimeout     time.Duration `help:"How long a kept connection may wait for its next request, and a request for the next part of its body." default:"2m" group:"Listening"`
 	Root            string        `help:"The cgi-bin root: SCRIPT_NAME/SCRIPT_FILENAME are resolved under it and nothing outside it runs." type:"path" placeholder:"DIR" group:"Programs"`
 	Allow           []string      `help:"A program or directory outside the root that may run (repeatable), e.g. /usr/lib/git-core/git-http-backend." type:"path" placeholder:"PATH" group:"Programs"`
 	Interpreter     []string      `help:"Run files with extension EXT through CMD, no shebang or exec bit needed (repeatable; EXT= with no command removes a default). Defaults: .py=python3 .pl=perl .sh=sh .php=php-cgi .rb=ruby." placeholder:"EXT=CMD" group:"Programs"`
@@ -57,6 +65,7 @@ type ServeCmd struct {
 	MaxBody         byteSize      `help:"Largest request body (413 beyond); 0 for no limit. Units K, M, G." default:"1G" group:"Limits"`
 	MaxHeader       byteSize      `help:"Largest response header block a program may write (502 beyond). nginx itself refuses more than fastcgi_buffer_size (4K by default)." default:"32K" group:"Limits"`
 	MaxParams       byteSize      `help:"Largest FastCGI params block of a request (431 beyond)." default:"256K" group:"Limits"`
+	MaxSpool        byteSize      `help:"Request bodies held by the bridge at once, in memory and in --temp-dir together (503 beyond)." default:"4G" group:"Limits"`
 	Slow            time.Duration `help:"Log requests that take longer than this, and count them as slow. 0 disables." default:"10s" group:"Limits"`
 	LimitCPU        uint64        `help:"CPU seconds per program (RLIMIT_CPU). 0: unlimited." group:"Limits"`
 	LimitMemory     byteSize      `help:"Address space per program (RLIMIT_AS). 0: unlimited." group:"Limits"`
@@ -128,12 +137,12 @@ func (s *ServeCmd) Run(cli *CLI) error {
 	if err != nil {
 		return err
 	}
-	d, err := bridge.NewDaemon(opts, log)
+	d, err := daemon.New(opts, log)
 	if err != nil {
 		return err
 	}
-	log.Info("cgibridge started", "version", version, "root", opts.CGI.Env.Root, "max_procs", opts.CGI.MaxProcs, "timeout", opts.CGI.Timeout)
-	return d.Run(func() (*bridge.Options, error) {
+	log.Info("cgibridge started", "version", version, "root", opts.CGI.Env.Root, "max_procs", opts.Exec.MaxProcs, "timeout", opts.CGI.Timeout)
+	return d.Run(func() (*daemon.Options, error) {
 		next, err := parseServe(os.Args[1:])
 		if err != nil {
 			return nil, err
@@ -145,7 +154,7 @@ func (s *ServeCmd) Run(cli *CLI) error {
 
 // options turns the flags into the bridge's options, refusing bad values
 // with the flag's name.
-func (s *ServeCmd) options() (*bridge.Options, hclog.Logger, error) {
+func (s *ServeCmd) options() (*daemon.Options, hclog.Logger, error) {
 	level := hclog.LevelFromString(s.LogLevel)
 	log := hclog.New(&hclog.LoggerOptions{
 		Name:       "cgibridge",
@@ -171,7 +180,7 @@ func (s *ServeCmd) options() (*bridge.Options, hclog.Logger, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	stderrMode, err := bridge.ParseStderrMode(s.Stderr)
+	stderrMode, err := cgi.ParseStderrMode(s.Stderr)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -180,38 +189,7 @@ func (s *ServeCmd) options() (*bridge.Options, hclog.Logger, error) {
 		return nil, nil, fmt.Errorf("find own executable (for the limits shim): %w", err)
 	}
 
-	cgi := bridge.CGIConfig{
-		Env: cgienv.Config{
-			Root:           s.Root,
-			Allow:          s.Allow,
-			Interpreters:   interps,
-			PassEnv:        append(cgienv.DefaultPassEnv(), s.PassEnv...),
-			SetEnv:         s.SetEnv,
-			ServerSoftware: "cgibridge/" + version,
-		},
-		Timeout:        s.Timeout,
-		KillGrace:      s.KillGrace,
-		MaxProcs:       s.MaxProcs,
-		QueueWait:      s.QueueTimeout,
-		MaxHeaderBytes: int(s.MaxHeader),
-		Stderr:         stderrMode,
-		Slow:           s.Slow,
-		OwnerMode:      s.OwnerMode,
-		MinUID:         s.MinUID,
-		AllowRoot:      s.AllowRoot,
-		Limits: sandbox.Limits{
-			CPUSeconds:   s.LimitCPU,
-			AddressSpace: uint64(s.LimitMemory),
-			OpenFiles:    s.LimitFiles,
-			Processes:    s.LimitProcs,
-			FileSize:     uint64(s.LimitFsize),
-		},
-		Self:      self,
-		Prlimit:   sandbox.FindPrlimit(),
-		MemoryMax: uint64(s.CgroupMemory),
-		PidsMax:   s.CgroupPids,
-	}
-	opts := &bridge.Options{
+	opts := &daemon.Options{
 		Listen: s.Listen,
 		ListenOpts: listen.Options{
 			SocketMode:  os.FileMode(mode),
@@ -219,13 +197,49 @@ func (s *ServeCmd) options() (*bridge.Options, hclog.Logger, error) {
 			SocketGroup: s.SocketGroup,
 			AllowFrom:   prefixes,
 		},
+		CGI: cgi.Config{
+			Env: cgienv.Config{
+				Root:           s.Root,
+				Allow:          s.Allow,
+				Interpreters:   interps,
+				PassEnv:        append(cgienv.DefaultPassEnv(), s.PassEnv...),
+				SetEnv:         s.SetEnv,
+				ServerSoftware: "cgibridge/" + version,
+			},
+			Timeout:        s.Timeout,
+			MaxHeaderBytes: int(s.MaxHeader),
+			Stderr:         stderrMode,
+			Slow:           s.Slow,
+			OwnerMode:      s.OwnerMode,
+			MinUID:         s.MinUID,
+			AllowRoot:      s.AllowRoot,
+		},
+		Exec: daemon.ExecOptions{
+			MaxProcs:  s.MaxProcs,
+			QueueWait: s.QueueTimeout,
+			KillGrace: s.KillGrace,
+			Limits: sandbox.Limits{
+				CPUSeconds:   s.LimitCPU,
+				AddressSpace: uint64(s.LimitMemory),
+				OpenFiles:    s.LimitFiles,
+				Processes:    s.LimitProcs,
+				FileSize:     uint64(s.LimitFsize),
+			},
+			Shim:      self,
+			MemoryMax: uint64(s.CgroupMemory),
+			PidsMax:   s.CgroupPids,
+		},
 		MaxConns:        s.MaxConns,
 		MaxBodyBytes:    int64(s.MaxBody),
 		MaxParamsBytes:  int(s.MaxParams),
+		MaxSpoolBytes:   int64(s.MaxSpool),
 		TempDir:         s.TempDir,
+		ParamsTimeout:   s.ParamsTimeout,
+		IdleTimeout:     s.IdleTimeout,
 		HTTP:            s.HTTP,
 		Status:          s.Status,
 		Pprof:           s.Pprof,
+		PublicEndpoints: s.PublicEndpoints,
 		ShutdownTimeout: s.ShutdownTimeout,
 		LogLevel:        level,
 	}
@@ -235,60 +249,16 @@ func (s *ServeCmd) options() (*bridge.Options, hclog.Logger, error) {
 		}
 		opts.WatchFiles = []string{s.configFile}
 	}
-	euid := os.Geteuid()
-	switch {
-	case s.OwnerMode:
-		if euid != 0 {
-			return nil, nil, errors.New("--owner-mode needs the bridge to run as root")
-		}
-	case s.User != "":
-		id, err := sandbox.LookupIdentity(s.User, s.Group)
-		if err != nil {
-			return nil, nil, fmt.Errorf("--user %s: %w", s.User, err)
-		}
-		if euid != 0 && id.UID != uint32(euid) {
-			return nil, nil, fmt.Errorf("--user %s: switching users needs the bridge to start as root", s.User)
-		}
-		cgi.Identity = id
-	case s.Group != "":
-		return nil, nil, errors.New("--group needs --user")
-	case euid == 0 && !s.AllowRoot:
-		// Safe by default: a root bridge never runs programs as root
-		// unless told to.
-		id, err := sandbox.LookupIdentity("nobody", "")
-		if err != nil {
-			return nil, nil, fmt.Errorf("started as root without --user, and user nobody cannot be used (%w): pass --user NAME", err)
-		}
-		log.Info("started as root without --user: programs run as nobody (--user to choose, --allow-root to run them as root)")
-		cgi.Identity = id
+	decided, err := daemon.Decide(daemon.Privileges{
+		User: s.User, Group: s.Group, OwnerMode: s.OwnerMode, AllowRoot: s.AllowRoot, Cgroup: s.Cgroup,
+	}, startEUID, &opts.ListenOpts, log)
+	if err != nil {
+		return nil, nil, err
 	}
-	// The bridge itself gives up root once its sockets are bound, unless it
-	// still needs it: to run programs as their owners, or to make cgroups.
-	if cgi.Identity != nil && euid == 0 && !s.OwnerMode && s.Cgroup == "" {
-		opts.DropTo = cgi.Identity
-		// As PHP-FPM does, a socket belongs to the user the bridge runs as
-		// unless told otherwise; that also lets the bridge remove it at exit.
-		if s.SocketOwner == "" {
-			opts.ListenOpts.SocketOwner = strconv.FormatUint(uint64(cgi.Identity.UID), 10)
-		}
-		if s.SocketGroup == "" {
-			opts.ListenOpts.SocketGroup = strconv.FormatUint(uint64(cgi.Identity.GID), 10)
-		}
+	opts.CGI.Identity, opts.DropTo = decided.Identity, decided.DropTo
+	if opts.Exec.Cgroups, err = daemon.OpenCgroups(s.Cgroup, uint64(s.CgroupMemory), s.CgroupPids); err != nil {
+		return nil, nil, err
 	}
-	if s.Cgroup != "" {
-		parent, err := sandbox.OpenCgroupParent(s.Cgroup)
-		if err != nil {
-			return nil, nil, fmt.Errorf("--cgroup %s: %w", s.Cgroup, err)
-		}
-		if s.CgroupMemory > 0 && !parent.Has("memory") {
-			return nil, nil, fmt.Errorf("--cgroup-memory: the memory controller is not available in %s", parent.Path())
-		}
-		if s.CgroupPids > 0 && !parent.Has("pids") {
-			return nil, nil, fmt.Errorf("--cgroup-pids: the pids controller is not available in %s", parent.Path())
-		}
-		cgi.Cgroups = parent
-	}
-	opts.CGI = cgi
 	return opts, log, nil
 }
 

@@ -19,10 +19,10 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cgibridge/cgibridge/bridge/fcgi"
-	"github.com/cgibridge/cgibridge/cgienv"
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -37,8 +37,12 @@ type conn struct {
 	wbuf []byte
 	werr error
 
+	cut atomic.Bool // writes are being abandoned (cutWrites)
+
 	mu         sync.Mutex
-	atBoundary bool // the reader waits for the first byte of a record
+	atBoundary bool      // the reader waits for the first byte of a record
+	accepted   time.Time // when the connection was accepted
+	begun      int       // requests begun on it
 	reqs       map[uint16]*Request
 	closeIdle  bool // close once no request is in flight (KEEP_CONN off, shutdown)
 	handlers   sync.WaitGroup
@@ -64,12 +68,13 @@ func newConn(s *Server, nc net.Conn) *conn {
 	cr := readers.Get().(*connReader)
 	cr.br.Reset(nc)
 	return &conn{
-		srv:  s,
-		nc:   nc,
-		log:  s.Log.With("peer", peerName(nc)),
-		br:   cr.br,
-		rd:   cr.rd,
-		reqs: make(map[uint16]*Request),
+		srv:      s,
+		nc:       nc,
+		log:      s.Log.With("peer", peerName(nc)),
+		br:       cr.br,
+		rd:       cr.rd,
+		accepted: time.Now(),
+		reqs:     make(map[uint16]*Request),
 	}
 }
 
@@ -103,8 +108,14 @@ func (c *conn) serve() {
 		c.log.Debug("connection ended", "error", err)
 	}
 	c.mu.Lock()
-	for _, r := range c.reqs {
+	for id, r := range c.reqs {
 		r.abort(ErrConnClosed)
+		if !r.running.Load() {
+			// Its params never ended, so no run goroutine owns it: its
+			// spool is released here.
+			delete(c.reqs, id)
+			r.Body.release()
+		}
 	}
 	c.mu.Unlock()
 	c.handlers.Wait()
@@ -117,35 +128,64 @@ func (c *conn) close() {
 }
 
 // armIdleDeadline chooses how long the reader may wait for the next
-// record: a connection with no request in flight, or with one still
-// receiving its params or body, may idle for IdleTimeout; one whose requests
-// are all being served waits as long as they run. Deadlines are only set
-// under c.mu, so a request ending (run) and the reader starting a record
-// never overwrite each other's deadline.
+// record. A request must finish its params by its paramsBy (ParamsTimeout
+// after its BEGIN_REQUEST; for a connection's first request, after the
+// accept), so connections that send nothing or stall in their headers hold
+// a slot for seconds, not minutes. A connection with no request in flight
+// waits IdleTimeout for the next one (ParamsTimeout when it has never begun
+// one); one with a request still receiving its body waits IdleTimeout; one
+// whose requests are all being served waits as long as they run. Deadlines
+// are only set under c.mu, so a request ending (run) and the reader starting
+// a record never overwrite each other's deadline.
 func (c *conn) armIdleDeadline() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.atBoundary = true
-	wait := len(c.reqs) == 0
-	for _, r := range c.reqs {
-		if !r.paramsDone || !r.stdinEnded() {
-			wait = true
-			break
-		}
-	}
-	if wait {
-		c.nc.SetReadDeadline(time.Now().Add(c.srv.IdleTimeout))
-	} else {
-		c.nc.SetReadDeadline(time.Time{})
-	}
+	c.nc.SetReadDeadline(c.idleDeadline(time.Now()))
 }
 
-// armRecordDeadline bounds reading the rest of a record that has begun.
+// idleDeadline is armIdleDeadline's choice; the zero time means none.
+// Called with c.mu held.
+func (c *conn) idleDeadline(now time.Time) time.Time {
+	if len(c.reqs) == 0 {
+		if c.begun == 0 {
+			return c.accepted.Add(c.srv.ParamsTimeout)
+		}
+		return now.Add(c.srv.IdleTimeout)
+	}
+	var d time.Time
+	receiving := false
+	for _, r := range c.reqs {
+		switch {
+		case !r.paramsDone:
+			if d.IsZero() || r.paramsBy.Before(d) {
+				d = r.paramsBy
+			}
+		case !r.stdinEnded():
+			receiving = true
+		}
+	}
+	if receiving {
+		if idle := now.Add(c.srv.IdleTimeout); d.IsZero() || idle.Before(d) {
+			d = idle
+		}
+	}
+	return d
+}
+
+// armRecordDeadline bounds reading the rest of a record that has begun:
+// RecordTimeout, or sooner when a request's params are due.
 func (c *conn) armRecordDeadline() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.atBoundary = false
-	c.nc.SetReadDeadline(time.Now().Add(c.srv.RecordTimeout))
+	d := time.Now().Add(c.srv.RecordTimeout)
+	for _, r := range c.reqs {
+		if !r.paramsDone && r.paramsBy.Before(d) {
+			d = r.paramsBy
+		}
+	}
+	c.nc.SetReadDeadline(d)
 }
 
 func (c *conn) readLoop() error {
@@ -190,6 +230,10 @@ func (c *conn) dispatch(rec fcgi.Record) error {
 	case fcgi.TypeAbortRequest:
 		if r := c.lookup(rec.RequestID); r != nil {
 			r.Log.Debug("ABORT_REQUEST received")
+			// The handler may start now: the reader must not touch the
+			// params after this, so the rest of them is ignored.
+			r.paramsDone = true
+			r.paramBuf = nil
 			r.abort(ErrAborted)
 			c.startRun(r)
 		}
@@ -254,31 +298,34 @@ func (c *conn) begin(rec fcgi.Record) error {
 		// FILTER is sent by no real web server: refuse it, and any unknown
 		// role, as the specification allows.
 		c.log.Warn("refusing request: role not supported", "id", id, "role", body.Role)
-		return c.refuseNow(id, body.KeepConn(), fcgi.UnknownRole, 501, "FastCGI role "+body.Role.String()+" is not supported")
+		return c.refuseNow(id, body.KeepConn(), Refusal{Status: 501, Reason: "FastCGI role " + body.Role.String() + " is not supported", Proto: fcgi.UnknownRole})
 	case n >= c.srv.MaxReqsPerConn:
 		c.log.Warn("refusing request: too many requests on one connection", "id", id, "limit", c.srv.MaxReqsPerConn)
-		return c.refuseNow(id, body.KeepConn(), fcgi.Overloaded, 503, "too many concurrent requests on this connection")
+		return c.refuseNow(id, body.KeepConn(), Refusal{Status: 503, Reason: "too many concurrent requests on this connection", Proto: fcgi.Overloaded})
 	}
 	r := c.srv.newRequest(c, id, body)
 	if c.srv.shuttingDown() {
 		// Answered 503 once its params and body are drained, so the web
 		// server is not cut off in the middle of sending them.
-		r.refuseProto(503, "the bridge is shutting down", ErrShutdown, fcgi.Overloaded)
+		r.refuseCancel(shutdownRefusal, ErrShutdown)
 	}
 	c.mu.Lock()
+	r.paramsBy = time.Now().Add(c.srv.ParamsTimeout)
+	if c.begun == 0 {
+		r.paramsBy = c.accepted.Add(c.srv.ParamsTimeout)
+	}
+	c.begun++
 	c.reqs[id] = r
 	c.mu.Unlock()
 	return nil
 }
 
-// refuseNow answers a request that was never admitted: an HTTP status on
-// STDOUT (the only thing front ends look at) and END_REQUEST with the
-// FastCGI status. Later records for its id are ignored.
-func (c *conn) refuseNow(id uint16, keepConn bool, ps fcgi.ProtocolStatus, status int, reason string) error {
-	err := c.writeRecords(func(b []byte) []byte {
-		b = fcgi.AppendStream(b, fcgi.TypeStdout, id, refusalBody(status, reason))
-		return appendEnd(b, id, false, fcgi.EndRequest{ProtocolStatus: ps})
-	})
+var shutdownRefusal = Refusal{Status: 503, Reason: "the bridge is shutting down", Proto: fcgi.Overloaded}
+
+// refuseNow answers a request that was never admitted. Later records for
+// its id are ignored.
+func (c *conn) refuseNow(id uint16, keepConn bool, ref Refusal) error {
+	err := c.writeRecords(func(b []byte) []byte { return appendAnswer(b, id, &ref, false, 0) })
 	if err == nil && !keepConn {
 		c.closeWhenIdle()
 	}
@@ -294,7 +341,7 @@ func (c *conn) params(r *Request, p []byte) error {
 			r.Log.Warn("refusing request: params too large", "limit", c.srv.MaxParamsBytes)
 			r.paramBuf = nil
 			r.paramsDone = true
-			r.refuse(431, "request headers too large", errParamsTooLarge)
+			r.refuseCancel(Refusal{Status: 431, Reason: "request headers too large", Proto: fcgi.RequestComplete}, errParamsTooLarge)
 			c.paramsComplete(r)
 			return nil
 		}
@@ -303,7 +350,7 @@ func (c *conn) params(r *Request, p []byte) error {
 	}
 	r.paramsDone = true
 	err := fcgi.ForEachPair(r.paramBuf, func(name, value []byte) error {
-		r.Params = append(r.Params, cgienv.Param{Name: string(name), Value: string(value)})
+		r.Params = append(r.Params, fcgi.Pair{Name: string(name), Value: string(value)})
 		return nil
 	})
 	r.paramBuf = nil
@@ -336,15 +383,21 @@ func (c *conn) stdin(r *Request, p []byte) {
 	if r.getRefusal() != nil {
 		return // keep draining, discard
 	}
-	if max := c.srv.MaxBodyBytes; max > 0 && r.Body.Size()+int64(len(p)) > max {
+	if max := c.srv.maxBody(); max > 0 && r.Body.Size()+int64(len(p)) > max {
 		r.Log.Warn("refusing request: body too large", "limit", max)
-		r.refuse(413, "request body too large", ErrBodyTooLarge)
+		r.refuseCancel(Refusal{Status: 413, Reason: "request body too large", Proto: fcgi.RequestComplete}, ErrBodyTooLarge)
 		r.Body.finish(ErrBodyTooLarge)
 		return
 	}
-	if err := r.Body.write(p); err != nil {
+	switch err := r.Body.write(p); {
+	case err == nil:
+	case errors.Is(err, ErrSpoolFull):
+		r.Log.Warn("refusing request: the bridge holds too many request bodies", "limit", c.srv.MaxSpoolBytes)
+		r.refuseCancel(Refusal{Status: 503, Reason: "the bridge is busy storing other request bodies; try again shortly", Proto: fcgi.Overloaded}, ErrSpoolFull)
+		r.Body.finish(err)
+	default:
 		r.Log.Error("cannot spool request body", "error", err)
-		r.refuse(500, "cannot store the request body", err)
+		r.refuseCancel(Refusal{Status: 500, Reason: "cannot store the request body", Proto: fcgi.RequestComplete}, err)
 		r.Body.finish(err)
 	}
 }
@@ -366,17 +419,13 @@ func (c *conn) startRun(r *Request) {
 // run owns a request from the end of its params to its END_REQUEST.
 func (c *conn) run(r *Request) {
 	defer c.handlers.Done()
-	var appStatus uint32
-	if r.getRefusal() == nil && r.ctx.Err() == nil {
-		appStatus = c.srv.Handler.ServeFCGI(r)
-	}
+	appStatus := c.srv.Handler.ServeFCGI(r)
 	// Hold the end, like any output, until the body has arrived. A request
 	// the web server aborted, or that shutdown cut short, still gets its
 	// END_REQUEST; one whose connection is gone gets nothing.
 	inputDone := r.waitInput()
 	cause := context.Cause(r.ctx)
 	answer := inputDone || errors.Is(cause, ErrAborted) || errors.Is(cause, ErrShutdown)
-	c.srv.requestDone(r)
 
 	// Free the id before END_REQUEST goes out: nginx reuses id 1 for its
 	// next request on a kept connection as soon as it has read it.
@@ -396,13 +445,11 @@ func (c *conn) run(r *Request) {
 
 	if answer {
 		ref := r.getRefusal()
-		end := fcgi.EndRequest{AppStatus: appStatus}
+		if r.Stdout.Written() > 0 {
+			ref = nil // the handler's response went out: only its end is due
+		}
 		err := c.writeRecords(func(b []byte) []byte {
-			if ref != nil && r.Stdout.Written() == 0 {
-				b = fcgi.AppendStream(b, fcgi.TypeStdout, r.ID, refusalBody(ref.status, ref.reason))
-				end.ProtocolStatus = ref.proto
-			}
-			return appendEnd(b, r.ID, r.Stderr.Written() > 0, end)
+			return appendAnswer(b, r.ID, ref, r.Stderr.Written() > 0, appStatus)
 		})
 		if err != nil {
 			r.Log.Debug("cannot send END_REQUEST", "error", err)
@@ -421,17 +468,38 @@ func (c *conn) run(r *Request) {
 // holds one is closed outright.
 func (c *conn) cancelAll() {
 	c.mu.Lock()
-	unstarted := false
+	unstarted, writing := false, false
 	for _, r := range c.reqs {
-		r.refuse(503, "the bridge is shutting down", ErrShutdown)
+		r.refuseCancel(shutdownRefusal, ErrShutdown)
 		r.abort(ErrShutdown)
 		unstarted = unstarted || !r.running.Load()
+		writing = writing || r.writing.Load() > 0
 	}
 	c.closeIdle = true
 	c.mu.Unlock()
+	if writing {
+		// The deadline has passed: a write blocked on a slow web server
+		// must not hold the shutdown up for the write timeout.
+		c.cutWrites(true)
+	}
 	if unstarted {
 		c.close()
 	}
+}
+
+// cutWrites abandons the connection's writes: the one in progress fails at
+// once and every later one too, which closes the connection. Unless all is
+// set it does so only while at most one request is in flight, so a request
+// cannot cut the responses of others multiplexed with it.
+func (c *conn) cutWrites(all bool) {
+	c.mu.Lock()
+	shared := len(c.reqs) > 1
+	c.mu.Unlock()
+	if shared && !all {
+		return
+	}
+	c.cut.Store(true)
+	c.nc.SetWriteDeadline(time.Now())
 }
 
 // closeWhenIdle closes the connection now if nothing is in flight, else
@@ -446,15 +514,24 @@ func (c *conn) closeWhenIdle() {
 	}
 }
 
-func appendEnd(b []byte, id uint16, stderrUsed bool, e fcgi.EndRequest) []byte {
+// appendAnswer appends the end of request id: the refusal ref as its
+// response when there is one, the ends of its streams, and END_REQUEST. It
+// is the one place every answer of the bridge's own is written.
+func appendAnswer(b []byte, id uint16, ref *Refusal, stderrUsed bool, appStatus uint32) []byte {
+	end := fcgi.EndRequest{AppStatus: appStatus}
+	if ref != nil {
+		b = fcgi.AppendStream(b, fcgi.TypeStdout, id, refusalBody(ref.Status, ref.Reason))
+		end.ProtocolStatus = ref.Proto
+	}
 	b = fcgi.AppendRecord(b, fcgi.TypeStdout, id, nil)
 	if stderrUsed {
 		b = fcgi.AppendRecord(b, fcgi.TypeStderr, id, nil)
 	}
-	return fcgi.AppendRecord(b, fcgi.TypeEndRequest, id, fcgi.AppendEndRequest(nil, e))
+	return fcgi.AppendRecord(b, fcgi.TypeEndRequest, id, fcgi.AppendEndRequest(nil, end))
 }
 
-// refusalBody is a minimal CGI response carrying status.
+// refusalBody is a minimal CGI response carrying status: front ends ignore
+// FastCGI's protocolStatus, so a refusal must reach them as a Status header.
 func refusalBody(status int, reason string) []byte {
 	text := statusText(status)
 	b := fmt.Appendf(nil, "Status: %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n", status, text)
@@ -492,6 +569,10 @@ func (c *conn) writeRecords(build func([]byte) []byte) error {
 	}
 	c.wbuf = build(c.wbuf[:0])
 	c.nc.SetWriteDeadline(time.Now().Add(c.srv.WriteTimeout))
+	if c.cut.Load() {
+		// cutWrites may have run between the check and the deadline above.
+		c.nc.SetWriteDeadline(time.Now())
+	}
 	if _, err := c.nc.Write(c.wbuf); err != nil {
 		c.werr = fmt.Errorf("write to web server: %w", err)
 		c.close()

@@ -1,6 +1,7 @@
 // This file holds one FastCGI request as a handler sees it: its params, its
-// body spool, its output streams, and the context that ends when the request
-// is aborted, its connection is lost, or it is refused mid-way.
+// body spool, its output streams, the answer the bridge gives itself when it
+// refuses it, and the context that ends when the request is aborted, its
+// connection is lost, or it is refused mid-way.
 
 package bridge
 
@@ -12,8 +13,6 @@ import (
 	"time"
 
 	"github.com/cgibridge/cgibridge/bridge/fcgi"
-	"github.com/cgibridge/cgibridge/bridge/status"
-	"github.com/cgibridge/cgibridge/cgienv"
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -24,9 +23,19 @@ var (
 	ErrShutdown   = errors.New("bridge shutting down")
 )
 
-// Handler serves FastCGI requests. ServeFCGI writes the CGI response — a
-// header block and the body — to r.Stdout and returns the application status
-// for END_REQUEST. It must return soon after r.Context() is done.
+// Handler serves FastCGI requests.
+//
+// ServeFCGI is called exactly once for every request the server admitted
+// (its BEGIN_REQUEST was taken), from the end of its params until it
+// returns — also for a request the server has already refused (Refused is
+// not 0: its params were too large, its body too large, the bridge is
+// shutting down) or that was aborted before its params ended (its context
+// is done), so that the handler sees every request it could log. It writes
+// the response — a CGI header block and the body — to r.Stdout, or gives a
+// short answer of the bridge's own with r.Refuse, and returns the
+// application status that END_REQUEST carries. It must return soon after
+// r.Context() is done. After it returns the server sends the refusal, if
+// any and if nothing was written, and END_REQUEST.
 type Handler interface {
 	ServeFCGI(r *Request) (appStatus uint32)
 }
@@ -45,8 +54,9 @@ type Request struct {
 	Role     fcgi.Role
 	KeepConn bool
 	// Params are the FastCGI params in the order they were sent, duplicates
-	// included.
-	Params []cgienv.Param
+	// included. They are complete when the handler is called; a request
+	// aborted or refused before its params ended has none.
+	Params []fcgi.Pair
 	// Body is the request body, spooled as it arrives.
 	Body *Spool
 	// Stdout and Stderr send FCGI_STDOUT and FCGI_STDERR records. Output is
@@ -54,8 +64,6 @@ type Request struct {
 	Stdout, Stderr *Stream
 	Log            hclog.Logger
 	Start          time.Time
-	// Info is what the handler reports for the access log.
-	Info Info
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -63,70 +71,75 @@ type Request struct {
 
 	// Owned by the connection reader.
 	paramBuf   []byte
-	paramsDone bool
+	paramsDone bool        // no more params are taken, complete or not
+	paramsBy   time.Time   // the params must have ended by then
 	running    atomic.Bool // its run goroutine has started
 
-	stdinDone chan struct{} // closed when the STDIN stream ended
-	gone      chan struct{} // closed when nothing more can be sent for it
-	goneOnce  sync.Once
+	writing     atomic.Int32  // stream writes in progress
+	interrupted atomic.Bool   // Interrupt was called: no more stream writes
+	stdinDone   chan struct{} // closed when the STDIN stream ended
+	gone        chan struct{} // closed when nothing more can be sent for it
+	goneOnce    sync.Once
 
 	mu      sync.Mutex
-	refusal *refusal
+	refusal *Refusal
 }
 
-// Info is what a handler reports about a request for the access log and
-// the counters.
-type Info struct {
-	Status  int    // HTTP status sent (0: none)
-	Script  string // the program's SCRIPT_FILENAME
-	Runner  string // "exec", …
-	Exit    string // "exit 0", "signal KILL", "not started"
-	PID     int
-	Outcome status.Outcome
-}
-
-// refusal is an HTTP answer the bridge itself gives instead of, or after,
-// the handler: the front end ignores FastCGI's protocolStatus, so a refusal
-// must reach it as a Status header.
-type refusal struct {
-	status int
-	reason string
-	proto  fcgi.ProtocolStatus
+// Refusal is an answer the bridge gives itself instead of a program's:
+// front ends ignore FastCGI's protocolStatus, so every refusal reaches them
+// as a CGI response with a Status header (see refusalBody).
+type Refusal struct {
+	Status int
+	Reason string
+	Proto  fcgi.ProtocolStatus
 }
 
 // Context returns the request's context. Its cause (context.Cause) says why
-// it ended: ErrAborted, ErrConnClosed, ErrShutdown or ErrBodyTooLarge.
+// it ended: ErrAborted, ErrConnClosed, ErrShutdown, ErrBodyTooLarge,
+// ErrSpoolFull or errParamsTooLarge.
 func (r *Request) Context() context.Context { return r.ctx }
 
 // Param returns the last value of the named param, or "".
-func (r *Request) Param(name string) string { return lastValue(r.Params, name) }
-
-// refuse records an answer the bridge gives itself and cancels the handler.
-// The first refusal wins.
-func (r *Request) refuse(status int, reason string, cause error) {
-	r.refuseProto(status, reason, cause, fcgi.RequestComplete)
-}
-
-// refuseProto is refuse with a FastCGI protocolStatus for END_REQUEST.
-func (r *Request) refuseProto(status int, reason string, cause error, ps fcgi.ProtocolStatus) {
-	r.mu.Lock()
-	if r.refusal == nil {
-		r.refusal = &refusal{status: status, reason: reason, proto: ps}
+func (r *Request) Param(name string) string {
+	for i := len(r.Params) - 1; i >= 0; i-- {
+		if r.Params[i].Name == name {
+			return r.Params[i].Value
+		}
 	}
-	r.mu.Unlock()
-	r.cancel(cause)
+	return ""
 }
 
-// Refused returns the HTTP status the bridge answered itself (413, 431,
-// 500, 503) instead of the handler's response, or 0.
+// Refuse answers the request with a short response of the bridge's own —
+// "Status: <status>" and reason — sent once the handler has returned, if
+// nothing else was written. The first refusal wins.
+func (r *Request) Refuse(status int, reason string) {
+	r.setRefusal(Refusal{Status: status, Reason: reason, Proto: fcgi.RequestComplete})
+}
+
+// Refused returns the status of the request's refusal, or 0.
 func (r *Request) Refused() int {
 	if ref := r.getRefusal(); ref != nil {
-		return ref.status
+		return ref.Status
 	}
 	return 0
 }
 
-func (r *Request) getRefusal() *refusal {
+// refuseCancel records a refusal of the server's own and cancels the
+// handler with cause.
+func (r *Request) refuseCancel(ref Refusal, cause error) {
+	r.setRefusal(ref)
+	r.cancel(cause)
+}
+
+func (r *Request) setRefusal(ref Refusal) {
+	r.mu.Lock()
+	if r.refusal == nil {
+		r.refusal = &ref
+	}
+	r.mu.Unlock()
+}
+
+func (r *Request) getRefusal() *Refusal {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.refusal
@@ -186,11 +199,33 @@ func (s *Stream) Write(p []byte) (int, error) {
 	if err := r.ctx.Err(); err != nil {
 		return 0, context.Cause(r.ctx)
 	}
+	r.writing.Add(1)
+	defer r.writing.Add(-1)
+	if r.interrupted.Load() {
+		return 0, errInterrupted
+	}
 	if err := r.conn.writeStream(s.typ, r.ID, p); err != nil {
 		return 0, err
 	}
 	s.n.Add(int64(len(p)))
 	return len(p), nil
+}
+
+// errInterrupted is what a stream write returns after Interrupt.
+var errInterrupted = errors.New("response interrupted: its program was stopped")
+
+// Interrupt ends the request's output: later writes fail at once, and a
+// write blocked on a slow web server is abandoned by cutting the
+// connection's writes, when no other request shares the connection (one
+// that does is bounded by the write timeout). A runner calls it when it
+// stops a program mid-response (timeout), so the stop is not held up by
+// the web server.
+func (s *Stream) Interrupt() {
+	r := s.req
+	r.interrupted.Store(true)
+	if r.writing.Load() > 0 {
+		r.conn.cutWrites(false)
+	}
 }
 
 // Written returns the bytes sent so far.

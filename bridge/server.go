@@ -1,6 +1,8 @@
-// Package bridge is the FastCGI server of cgibridge: listeners' connections,
-// the request lifecycle (spool, output hold, abort, END_REQUEST), limits, and
-// the runners that turn a request into a CGI program's response.
+// Package bridge is the FastCGI server core of cgibridge: it accepts the web
+// server's connections, reads their records, and owns each request's
+// lifecycle — the body spool, the output hold, aborts, refusals and the one
+// END_REQUEST — handing every request to a Handler. It knows nothing of CGI,
+// programs or processes.
 package bridge
 
 // This file holds the Server: its limits, the accept loop and shutdown.
@@ -38,23 +40,31 @@ type Server struct {
 	// (default 256 KiB).
 	MaxParamsBytes int
 	// MaxBodyBytes caps a request body; more is answered 413 once the body
-	// has been drained. 0 means no cap.
+	// has been drained. 0 means no cap. SetMaxBodyBytes changes it later.
 	MaxBodyBytes int64
 	// SpoolMemory is how much of a body is kept in memory before it moves
 	// to an unlinked temporary file in TempDir (default 64 KiB).
 	SpoolMemory int
 	TempDir     string
-	// IdleTimeout bounds how long a connection may wait for a record while
-	// it has no request in flight or one still receiving input (default 2m).
+	// MaxSpoolBytes bounds the bodies spooled across all connections, in
+	// memory and on disk; a request that would pass it is answered 503
+	// (default 4 GiB). SpoolMemoryTotal bounds the part kept in memory;
+	// past it bodies go to disk at once (default 64 MiB).
+	MaxSpoolBytes    int64
+	SpoolMemoryTotal int64
+	// ParamsTimeout bounds how long a request may take to send its params,
+	// from its BEGIN_REQUEST (for a connection's first request, from the
+	// accept): a connection that sends nothing, or stalls in its headers,
+	// is closed after it (default 10s).
+	ParamsTimeout time.Duration
+	// IdleTimeout bounds how long a kept connection may wait for its next
+	// request, and a request for the next record of its body (default 2m).
 	IdleTimeout time.Duration
 	// RecordTimeout bounds reading the rest of a record once it has begun,
 	// against peers that stall mid-record (default 30s).
 	RecordTimeout time.Duration
 	// WriteTimeout bounds one write to the web server (default 2m).
 	WriteTimeout time.Duration
-	// RequestDone, when set, is called once per request after its handler
-	// returned and before its END_REQUEST is sent (access log, counters).
-	RequestDone func(r *Request)
 	// Stats, when set, counts accepted requests.
 	Stats *status.Stats
 
@@ -62,6 +72,10 @@ type Server struct {
 	conns    chan struct{} // semaphore of MaxConns
 	serial   atomic.Uint64
 	closing  atomic.Bool
+	maxBodyV atomic.Int64
+	tempDir  atomic.Pointer[string]
+	budget   spoolBudget
+	refused  refusedConns
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -81,10 +95,17 @@ func (s *Server) init() {
 		setDefault(&s.MaxReqsPerConn, 64)
 		setDefault(&s.MaxParamsBytes, 256<<10)
 		setDefault(&s.SpoolMemory, 64<<10)
+		setDefault(&s.MaxSpoolBytes, 4<<30)
+		setDefault(&s.SpoolMemoryTotal, 64<<20)
+		setDefault(&s.ParamsTimeout, 10*time.Second)
 		setDefault(&s.IdleTimeout, 2*time.Minute)
 		setDefault(&s.RecordTimeout, 30*time.Second)
 		setDefault(&s.WriteTimeout, 2*time.Minute)
 		s.conns = make(chan struct{}, s.MaxConns)
+		s.maxBodyV.Store(s.MaxBodyBytes)
+		s.tempDir.Store(&s.TempDir)
+		s.budget.memMax, s.budget.totalMax = s.SpoolMemoryTotal, s.MaxSpoolBytes
+		s.refused.log = s.Log
 		s.listeners = make(map[net.Listener]struct{})
 		s.active = make(map[*conn]struct{})
 	})
@@ -98,6 +119,47 @@ func setDefault[T comparable](p *T, v T) {
 }
 
 func (s *Server) shuttingDown() bool { return s.closing.Load() }
+
+// SetMaxBodyBytes changes the body cap (on reload); requests whose body is
+// arriving see the new cap from their next record.
+func (s *Server) SetMaxBodyBytes(n int64) {
+	s.init()
+	s.maxBodyV.Store(n)
+}
+
+func (s *Server) maxBody() int64 { return s.maxBodyV.Load() }
+
+// SetTempDir changes where large bodies are spooled (on reload), for
+// requests that begin from now on.
+func (s *Server) SetTempDir(dir string) {
+	s.init()
+	s.tempDir.Store(&dir)
+}
+
+// refusedConns logs connections refused over MaxConns once per burst: the
+// first at once, the rest as a count when a second has passed.
+type refusedConns struct {
+	log   hclog.Logger
+	mu    sync.Mutex
+	since time.Time // start of the burst being counted
+	n     int       // refused since then, not yet logged
+}
+
+func (rc *refusedConns) note(limit int, peer string) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	now := time.Now()
+	switch {
+	case rc.since.IsZero() || now.Sub(rc.since) >= time.Second && rc.n == 0:
+		rc.log.Warn("connection refused: too many open connections", "limit", limit, "peer", peer)
+		rc.since = now
+	case now.Sub(rc.since) >= time.Second:
+		rc.log.Warn("connections refused: too many open connections", "limit", limit, "refused", rc.n+1, "during", now.Sub(rc.since).Round(time.Millisecond))
+		rc.since, rc.n = now, 0
+	default:
+		rc.n++
+	}
+}
 
 // Serve accepts connections on ln until Shutdown, then returns
 // ErrServerClosed. Several listeners may be served at once.
@@ -137,12 +199,20 @@ func (s *Server) Serve(ln net.Listener) error {
 		select {
 		case s.conns <- struct{}{}:
 		default:
-			s.Log.Warn("connection refused: too many open connections", "limit", s.MaxConns, "peer", peerName(nc))
+			s.refused.note(s.MaxConns, peerName(nc))
 			nc.Close()
 			continue
 		}
 		c := newConn(s, nc)
 		s.mu.Lock()
+		if s.closing.Load() {
+			// Accepted while Shutdown ran: it would never see this one.
+			s.mu.Unlock()
+			<-s.conns
+			c.close()
+			c.releaseReader()
+			return ErrServerClosed
+		}
 		s.active[c] = struct{}{}
 		s.wg.Add(1)
 		s.mu.Unlock()
@@ -212,7 +282,7 @@ func (s *Server) newRequest(c *conn, id uint16, b fcgi.BeginRequest) *Request {
 		ID:        id,
 		Role:      b.Role,
 		KeepConn:  b.KeepConn(),
-		Body:      newSpool(s.SpoolMemory, s.TempDir),
+		Body:      newSpool(s.SpoolMemory, *s.tempDir.Load(), &s.budget),
 		Start:     time.Now(),
 		ctx:       ctx,
 		cancel:    cancel,
@@ -225,12 +295,6 @@ func (s *Server) newRequest(c *conn, id uint16, b fcgi.BeginRequest) *Request {
 	r.Log = c.log.With("req", r.Serial)
 	s.Stats.Accepted()
 	return r
-}
-
-func (s *Server) requestDone(r *Request) {
-	if s.RequestDone != nil {
-		s.RequestDone(r)
-	}
 }
 
 // statusText is net/http's reason phrase, or a generic one.

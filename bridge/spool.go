@@ -14,28 +14,61 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 )
 
 // ErrBodyTooLarge is the cause of a request refused because its body passed
 // the configured cap.
 var ErrBodyTooLarge = errors.New("request body larger than the configured limit")
 
+// ErrSpoolFull is the cause of a request refused because the bodies spooled
+// across all connections passed the bridge-wide bound.
+var ErrSpoolFull = errors.New("request bodies spooled by the bridge passed its limit")
+
+// spoolBudget bounds what all spools hold together: their bytes in memory
+// (past memMax a body goes to a temporary file at once) and their bytes in
+// all (past totalMax a body is refused).
+type spoolBudget struct {
+	memMax, totalMax int64
+	mem, total       atomic.Int64
+}
+
+// take reserves n bytes of total; false when that passes the bound.
+func (b *spoolBudget) take(n int64) bool {
+	if b.total.Add(n) > b.totalMax {
+		b.total.Add(-n)
+		return false
+	}
+	return true
+}
+
+// takeMem reserves n bytes of memory; false when that passes the bound.
+func (b *spoolBudget) takeMem(n int64) bool {
+	if b.mem.Add(n) > b.memMax {
+		b.mem.Add(-n)
+		return false
+	}
+	return true
+}
+
 // Spool holds one request body.
 type Spool struct {
 	memLimit int
 	tempDir  string
+	budget   *spoolBudget
 
-	mu     sync.Mutex
-	mem    []byte
-	file   *os.File
-	size   int64
-	done   bool
-	err    error         // set when the body ended abnormally
-	notify chan struct{} // closed and replaced on every change
+	mu       sync.Mutex
+	mem      []byte
+	file     *os.File
+	size     int64
+	done     bool
+	released bool
+	err      error         // set when the body ended abnormally
+	notify   chan struct{} // closed and replaced on every change
 }
 
-func newSpool(memLimit int, tempDir string) *Spool {
-	return &Spool{memLimit: memLimit, tempDir: tempDir, notify: make(chan struct{})}
+func newSpool(memLimit int, tempDir string, budget *spoolBudget) *Spool {
+	return &Spool{memLimit: memLimit, tempDir: tempDir, budget: budget, notify: make(chan struct{})}
 }
 
 // changed wakes waiters; called with mu held.
@@ -52,7 +85,27 @@ func (s *Spool) write(p []byte) error {
 	if s.done {
 		return nil
 	}
-	if s.file == nil && len(s.mem)+len(p) > s.memLimit {
+	n := int64(len(p))
+	if !s.budget.take(n) {
+		return ErrSpoolFull
+	}
+	if err := s.store(p); err != nil {
+		s.budget.total.Add(-n)
+		return err
+	}
+	s.size += n
+	s.changed()
+	return nil
+}
+
+// store keeps p in memory while the body and all spools' memory stay under
+// their bounds, else in the body's temporary file.
+func (s *Spool) store(p []byte) error {
+	if s.file == nil {
+		if len(s.mem)+len(p) <= s.memLimit && s.budget.takeMem(int64(len(p))) {
+			s.mem = append(s.mem, p...)
+			return nil
+		}
 		f, err := os.CreateTemp(s.tempDir, "cgibridge-body-*")
 		if err != nil {
 			return fmt.Errorf("spool request body: %w", err)
@@ -64,17 +117,12 @@ func (s *Spool) write(p []byte) error {
 			f.Close()
 			return fmt.Errorf("spool request body: %w", err)
 		}
+		s.budget.mem.Add(-int64(len(s.mem)))
 		s.file, s.mem = f, nil
 	}
-	if s.file != nil {
-		if _, err := s.file.Write(p); err != nil {
-			return fmt.Errorf("spool request body: %w", err)
-		}
-	} else {
-		s.mem = append(s.mem, p...)
+	if _, err := s.file.Write(p); err != nil {
+		return fmt.Errorf("spool request body: %w", err)
 	}
-	s.size += int64(len(p))
-	s.changed()
 	return nil
 }
 
@@ -183,15 +231,22 @@ func (r *spoolReader) Read(p []byte) (int, error) {
 	}
 }
 
-// release frees the memory and closes the file. The request's owner calls
-// it once, after the handler has returned.
+// release frees the memory and closes the file, and gives their bytes back
+// to the budget. The request's owner calls it once, after the handler has
+// returned or when the request ends without one.
 func (s *Spool) release() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.released {
+		return
+	}
+	s.released = true
 	if s.file != nil {
 		s.file.Close()
 		s.file = nil
 	}
+	s.budget.mem.Add(-int64(len(s.mem)))
+	s.budget.total.Add(-s.size)
 	s.mem = nil
 	if !s.done {
 		s.done, s.err = true, io.ErrClosedPipe

@@ -30,7 +30,8 @@ type Kind int
 const (
 	// Document is an ordinary response with a body (6.2.1).
 	Document Kind = iota
-	// LocalRedirect is a Location with a local path and no other field (6.2.2):
+	// LocalRedirect is a Location with a local path and no other field, not
+	// even Status (6.2.2):
 	// the server, not the client, should fetch the new path.
 	LocalRedirect
 	// ClientRedirect is a Location the client must follow, with no other field (6.2.3).
@@ -129,16 +130,19 @@ func ReadHead(br *bufio.Reader, opt Options) (*Head, error) {
 }
 
 // AppendHeader appends the normalised header block to dst: "Status: NNN Reason\r\n",
-// each field as "Name: Value\r\n", then "\r\n". h must hold what ReadHead
+// each field as "Name: Value\r\n", then "\r\n". A local redirect has no Status
+// line, since one would make it a client redirect. h must hold what ReadHead
 // produces (valid status, names and values); AppendHeader does not re-check it.
 func (h *Head) AppendHeader(dst []byte) []byte {
-	dst = append(dst, "Status: "...)
-	dst = strconv.AppendInt(dst, int64(h.Status), 10)
-	if h.Reason != "" {
-		dst = append(dst, ' ')
-		dst = append(dst, h.Reason...)
+	if h.Kind != LocalRedirect {
+		dst = append(dst, "Status: "...)
+		dst = strconv.AppendInt(dst, int64(h.Status), 10)
+		if h.Reason != "" {
+			dst = append(dst, ' ')
+			dst = append(dst, h.Reason...)
+		}
+		dst = append(dst, "\r\n"...)
 	}
-	dst = append(dst, "\r\n"...)
 	for _, f := range h.Fields {
 		dst = append(dst, f.Name...)
 		dst = append(dst, ':')
@@ -310,7 +314,10 @@ func (p *parser) finish() *Head {
 		case len(h.Fields) > 1:
 			// Other fields make it a document for the client, whatever the path.
 			h.Kind = ClientRedirectDoc
-		case isLocalPath(h.Location):
+		case isLocalPath(h.Location) && !p.haveStatus:
+			// RFC 3875 6.2.2: a local redirect is a Location and nothing
+			// else. A Status (CGI.pm's redirect('/x') sends "Status: 302")
+			// asks for a redirect of the client (6.2.3).
 			h.Kind = LocalRedirect
 		default:
 			h.Kind = ClientRedirect

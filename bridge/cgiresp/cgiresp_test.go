@@ -104,8 +104,13 @@ func TestReadHeadAccepts(t *testing.T) {
 			kind: LocalRedirect, location: "/other?q=1"},
 		{name: "local redirect with CRLF", head: "location: /\r\n\r\n", body: "ignored",
 			status: 302, reason: "Found", fields: []F{{"location", "/"}}, kind: LocalRedirect, location: "/"},
-		{name: "local redirect keeps a given Status", head: "Status: 303\nLocation: /x\n\n",
-			status: 303, reason: "See Other", fields: []F{{"Location", "/x"}}, kind: LocalRedirect, location: "/x"},
+		// CGI.pm's redirect('/x') prints exactly this. RFC 3875 6.2.2 makes only a
+		// response of Location alone a local redirect: with Status it goes to the
+		// client (6.2.3), as nginx would send it.
+		{name: "Status with a local path is a client redirect", head: "Status: 302 Found\nLocation: /x\n\n",
+			status: 302, reason: "Found", fields: []F{{"Location", "/x"}}, kind: ClientRedirect, location: "/x"},
+		{name: "Status 303 with a local path is a client redirect", head: "Status: 303\nLocation: /x\n\n",
+			status: 303, reason: "See Other", fields: []F{{"Location", "/x"}}, kind: ClientRedirect, location: "/x"},
 		{name: "absolute URI alone is a client redirect with 302", head: "Location: https://example.com/a?b\n\n",
 			status: 302, reason: "Found", fields: []F{{"Location", "https://example.com/a?b"}},
 			kind: ClientRedirect, location: "https://example.com/a?b"},
@@ -120,10 +125,10 @@ func TestReadHeadAccepts(t *testing.T) {
 			head:   "Content-Type: text/html\nLocation: /x\n\n",
 			status: 302, reason: "Found", fields: []F{{"Content-Type", "text/html"}, {"Location", "/x"}},
 			kind: ClientRedirectDoc, location: "/x"},
-		{name: "NPH line and local path after dropping Connection is a local redirect",
+		{name: "NPH status line and a local path is a client redirect",
 			head:   "HTTP/1.1 307 Temporary Redirect\nConnection: close\nLocation: /x\n\n",
 			status: 307, reason: "Temporary Redirect", fields: []F{{"Location", "/x"}},
-			kind: LocalRedirect, location: "/x"},
+			kind: ClientRedirect, location: "/x"},
 		{name: "network-path Location is a client redirect", head: "Location: //other.example/\n\n",
 			status: 302, reason: "Found", fields: []F{{"Location", "//other.example/"}},
 			kind: ClientRedirect, location: "//other.example/"},

@@ -102,26 +102,29 @@ func ParseLimits(s string) (Limits, error) {
 	return l, nil
 }
 
-// Wrap returns the argv that runs argv under the shim with the limits:
-// {self, ShimArg, l.String(), "--", argv...}. argv[0] is the program to execute: a path,
-// or a bare name looked up in the PATH of the environment the shim is given.
-func Wrap(self string, l Limits, argv []string) []string {
-	out := make([]string, 0, len(argv)+4)
-	out = append(out, self, ShimArg, l.String(), "--")
+// Wrap returns the argv that runs the program at path, with argv as its
+// argv, under the shim with the limits: {self, ShimArg, l.String(), path,
+// "--", argv...}. path is absolute, or a bare name looked up in the PATH of
+// the environment the shim is given; argv[0] is what the program sees as
+// its name, which may differ from path.
+func Wrap(self string, l Limits, path string, argv []string) []string {
+	out := make([]string, 0, len(argv)+5)
+	out = append(out, self, ShimArg, l.String(), path, "--")
 	return append(out, argv...)
 }
 
-// unwrap is Wrap's inverse: it splits a full shim command line into limits and argv.
-func unwrap(args []string) (Limits, []string, error) {
-	if len(args) < 5 || args[1] != ShimArg || args[3] != "--" {
-		return Limits{}, nil, fmt.Errorf("bad invocation: want SELF %s LIMITS -- PROGRAM [ARGS...], got %d arguments", ShimArg, len(args))
+// unwrap is Wrap's inverse: it splits a full shim command line into limits,
+// the path to execute and its argv.
+func unwrap(args []string) (Limits, string, []string, error) {
+	if len(args) < 6 || args[1] != ShimArg || args[4] != "--" {
+		return Limits{}, "", nil, fmt.Errorf("bad invocation: want SELF %s LIMITS PATH -- ARGV0 [ARGS...], got %d arguments", ShimArg, len(args))
 	}
-	if args[4] == "" {
-		return Limits{}, nil, errors.New("bad invocation: empty program name")
+	if args[3] == "" || args[5] == "" {
+		return Limits{}, "", nil, errors.New("bad invocation: empty program name")
 	}
 	l, err := ParseLimits(args[2])
 	if err != nil {
-		return Limits{}, nil, fmt.Errorf("bad invocation: %w", err)
+		return Limits{}, "", nil, fmt.Errorf("bad invocation: %w", err)
 	}
-	return l, args[4:], nil
+	return l, args[3], args[5:], nil
 }

@@ -61,14 +61,14 @@ func TestParseLimitsRejectsMalformed(t *testing.T) {
 func TestWrapBuildsShimCommandLineThatUnwraps(t *testing.T) {
 	l := Limits{OpenFiles: 64}
 	argv := []string{"/srv/cgi-bin/x.cgi", "--", "arg"}
-	got := Wrap("/usr/bin/cgibridge", l, argv)
-	want := []string{"/usr/bin/cgibridge", ShimArg, "nofile=64", "--", "/srv/cgi-bin/x.cgi", "--", "arg"}
+	got := Wrap("/usr/bin/cgibridge", l, "/data/cgi/x.cgi", argv)
+	want := []string{"/usr/bin/cgibridge", ShimArg, "nofile=64", "/data/cgi/x.cgi", "--", "/srv/cgi-bin/x.cgi", "--", "arg"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("Wrap = %q, want %q", got, want)
 	}
-	gl, gargv, err := unwrap(got)
-	if err != nil || gl != l || !slices.Equal(gargv, argv) {
-		t.Fatalf("unwrap = %+v, %q, %v", gl, gargv, err)
+	gl, path, gargv, err := unwrap(got)
+	if err != nil || gl != l || path != "/data/cgi/x.cgi" || !slices.Equal(gargv, argv) {
+		t.Fatalf("unwrap = %+v, %q, %q, %v", gl, path, gargv, err)
 	}
 }
 
@@ -77,15 +77,16 @@ func TestUnwrapRejectsBadInvocations(t *testing.T) {
 		name string
 		args []string
 	}{
-		{"no program", []string{"self", ShimArg, "none", "--"}},
-		{"missing separator", []string{"self", ShimArg, "none", "x", "y"}},
-		{"not the shim", []string{"self", "serve", "none", "--", "x"}},
-		{"bad limits", []string{"self", ShimArg, "cpu=x", "--", "x"}},
-		{"empty program", []string{"self", ShimArg, "none", "--", ""}},
+		{"no program", []string{"self", ShimArg, "none", "x", "--"}},
+		{"missing separator", []string{"self", ShimArg, "none", "x", "y", "z"}},
+		{"not the shim", []string{"self", "serve", "none", "x", "--", "x"}},
+		{"bad limits", []string{"self", ShimArg, "cpu=x", "x", "--", "x"}},
+		{"empty program", []string{"self", ShimArg, "none", "", "--", "x"}},
+		{"empty argv0", []string{"self", ShimArg, "none", "x", "--", ""}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, _, err := unwrap(tc.args); err == nil || !strings.Contains(err.Error(), "bad invocation") {
+			if _, _, _, err := unwrap(tc.args); err == nil || !strings.Contains(err.Error(), "bad invocation") {
 				t.Fatalf("unwrap(%q) err = %v, want a bad invocation", tc.args, err)
 			}
 		})

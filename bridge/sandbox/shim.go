@@ -4,6 +4,7 @@
 package sandbox
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -21,30 +22,39 @@ const (
 	ShimExitNotFound   = 127 // no such program
 )
 
+// ShimStatusFD is the descriptor on which the bridge hears how the shim's exec went:
+// when it is a pipe, a failure writes the errno there (4 bytes, native order; 0 when
+// the limits could not be set) instead of a line on stderr, and a successful exec
+// closes it (it is made close-on-exec). The bridge then reports the failure exactly
+// as it would without limits: a script without #! is refused, not run by /bin/sh,
+// and "permission denied" stays a 403.
+const ShimStatusFD = 3
+
 // ShimMain is the exec shim. main() calls it first thing, with os.Args, when
 // os.Args[1] == ShimArg. It sets each limit as soft and hard limit with setrlimit and
-// then replaces itself with the program, passing on its own environment unchanged. A
-// requested limit above the current hard limit is lowered to it, since an unprivileged
-// process may not raise a hard limit and the lower value still honours the request.
-// On failure it writes one line "cgibridge-exec: ..." to stderr and exits 126
-// (cannot execute, including a script with no #! line) or 127 (not found). It never
-// returns.
+// then replaces itself with the program through execve — never a shell fallback —
+// passing on its own environment unchanged. A requested limit above the current hard
+// limit is lowered to it, since an unprivileged process may not raise a hard limit and
+// the lower value still honours the request. On failure it reports on ShimStatusFD
+// when that is a pipe, else writes one line "cgibridge-exec: ..." to stderr, and exits
+// 126 (cannot execute, including a script with no #! line) or 127 (not found). It
+// never returns.
 func ShimMain(args []string) {
-	l, argv, err := unwrap(args)
+	status := statusPipe()
+	l, path, argv, err := unwrap(args)
 	if err != nil {
-		shimFail(ShimExitCannotExec, "%v", err)
+		shimFail(status, ShimExitCannotExec, 0, "%v", err)
 	}
-	path := argv[0]
 	if !strings.Contains(path, "/") {
 		// Like execvp: the PATH searched is the one the program will see.
 		p, err := exec.LookPath(path)
 		if err != nil {
-			shimFail(ShimExitNotFound, "%s: not found in PATH", path)
+			shimFail(status, ShimExitNotFound, syscall.ENOENT, "%s: not found in PATH", path)
 		}
 		path = p
 	}
 	if err := applyLimits(l); err != nil {
-		shimFail(ShimExitCannotExec, "%v", err)
+		shimFail(status, ShimExitCannotExec, 0, "%v", err)
 	}
 	env := os.Environ()
 	for attempt := 0; ; attempt++ {
@@ -63,7 +73,21 @@ func ShimMain(args []string) {
 			code, why = ShimExitCannotExec, "the interpreter named on its #! line was not found"
 		}
 	}
-	shimFail(code, "%s: %s", path, why)
+	var errno syscall.Errno
+	if !errors.As(err, &errno) {
+		errno = syscall.EINVAL
+	}
+	shimFail(status, code, errno, "%s: %s", path, why)
+}
+
+// statusPipe returns ShimStatusFD, made close-on-exec, when it is a pipe; else -1.
+func statusPipe() int {
+	var st unix.Stat_t
+	if err := unix.Fstat(ShimStatusFD, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO {
+		return -1
+	}
+	unix.CloseOnExec(ShimStatusFD)
+	return ShimStatusFD
 }
 
 // applyLimits sets every non-zero limit as soft = hard, except CPU time:
@@ -110,8 +134,15 @@ func execFailure(err error) (int, string) {
 	}
 }
 
-// shimFail reports one line on stderr and exits; the bridge relays stderr to its log.
-func shimFail(code int, format string, args ...any) {
+// shimFail reports the failure — the errno on the status pipe, or one line on stderr,
+// which the bridge relays to its log — and exits.
+func shimFail(status, code int, errno syscall.Errno, format string, args ...any) {
+	if status >= 0 {
+		var b [4]byte
+		binary.NativeEndian.PutUint32(b[:], uint32(errno))
+		unix.Write(status, b[:])
+		os.Exit(code)
+	}
 	fmt.Fprintf(os.Stderr, "cgibridge-exec: "+format+"\n", args...)
 	os.Exit(code)
 }

@@ -33,7 +33,7 @@ type shimRun struct {
 // descendants holding them cannot stall Wait; the group is killed afterwards.
 func runShim(t *testing.T, self string, l Limits, argv []string, cred *syscall.Credential) shimRun {
 	t.Helper()
-	args := Wrap(self, l, argv)
+	args := Wrap(self, l, argv[0], argv)
 	cmd := &exec.Cmd{Path: self, Args: args, Env: testEnv}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
 	dir := t.TempDir()
@@ -170,7 +170,7 @@ func TestShimWithoutLimitsInheritsOpenFiles(t *testing.T) {
 		t.Skipf("hard RLIMIT_NOFILE %d too low for this test", lim.Max)
 	}
 	cmd := exec.Command("/bin/sh", "-c", `ulimit -Sn 256 && exec "$0" "$@"`)
-	cmd.Args = append(cmd.Args, Wrap(testBinary(t), Limits{}, []string{"/bin/sh", "-c", "ulimit -Sn"})...)
+	cmd.Args = append(cmd.Args, Wrap(testBinary(t), Limits{}, "/bin/sh", []string{"/bin/sh", "-c", "ulimit -Sn"})...)
 	cmd.Env = testEnv
 	out, err := cmd.CombinedOutput()
 	if err != nil || string(out) != "256\n" {
@@ -278,7 +278,7 @@ func TestShimReportsExecFailures(t *testing.T) {
 
 func TestShimRejectsBadInvocationWith126(t *testing.T) {
 	var stderr bytes.Buffer
-	cmd := exec.Command(testBinary(t), ShimArg, "cpu=oops", "--", "/bin/true")
+	cmd := exec.Command(testBinary(t), ShimArg, "cpu=oops", "/bin/true", "--", "/bin/true")
 	cmd.Stderr = &stderr
 	err := cmd.Run()
 	var ee *exec.ExitError

@@ -64,6 +64,12 @@ type probe struct {
 	started chan uint16
 	causes  chan error
 	calls   atomic.Int32
+	// ended counts calls for requests that had already been refused or
+	// aborted when the handler was called; refused is the last such
+	// call's Refused(), params how many params it had.
+	ended   atomic.Int32
+	refused atomic.Int32
+	params  atomic.Int32
 	// returned is when ServeFCGI last returned (UnixNano).
 	returned atomic.Int64
 }
@@ -76,6 +82,14 @@ func newProbe() *probe {
 func (p *probe) ServeFCGI(r *bridge.Request) uint32 {
 	p.calls.Add(1)
 	defer func() { p.returned.Store(time.Now().UnixNano()) }()
+	if r.Refused() != 0 || r.Context().Err() != nil {
+		// The Handler contract: called for every admitted request, so it
+		// can log it; it writes nothing and returns.
+		p.ended.Add(1)
+		p.refused.Store(int32(r.Refused()))
+		p.params.Store(int32(len(r.Params)))
+		return 0
+	}
 	select {
 	case p.started <- r.ID:
 	default:

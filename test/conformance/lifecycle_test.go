@@ -107,8 +107,8 @@ func TestAbortRequestAtEachStage(t *testing.T) {
 				if cause := ts.probe.waitCause(t); !errors.Is(cause, bridge.ErrAborted) {
 					t.Fatalf("handler's cause %v, want ErrAborted", cause)
 				}
-			} else if n := ts.probe.calls.Load(); n != 0 {
-				t.Fatalf("handler ran %d times for a request aborted before its params ended", n)
+			} else if n, ended, params := ts.probe.calls.Load(), ts.probe.ended.Load(), ts.probe.params.Load(); n != 1 || ended != 1 || params != 0 {
+				t.Fatalf("handler called %d times (%d already aborted, with %d params) for a request aborted before its params ended; want once, aborted, no params", n, ended, params)
 			}
 			// Exactly one END_REQUEST, and the kept connection carries on,
 			// reusing id 1.

@@ -184,8 +184,8 @@ func TestParamsOverLimitAnswered431(t *testing.T) {
 			if !bytes.HasPrefix(resp.stdout, []byte("Status: 431")) {
 				t.Fatalf("STDOUT %q, want a Status: 431 response", resp.stdout)
 			}
-			if n := ts.probe.calls.Load(); n != 0 {
-				t.Fatalf("handler ran %d times for a refused request", n)
+			if n, ended, ref := ts.probe.calls.Load(), ts.probe.ended.Load(), ts.probe.refused.Load(); n != 1 || ended != 1 || ref != 431 {
+				t.Fatalf("handler called %d times (%d already refused, Refused()=%d); want once, seeing the 431", n, ended, ref)
 			}
 			// The refusal does not cost the kept connection.
 			echo(t, c, true, "after 431")

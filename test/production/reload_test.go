@@ -106,7 +106,7 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	t.Run("listener change needs a restart", func(t *testing.T) {
 		next := map[string]any{"root": dir, "max-procs": 1, "timeout": "10s", "set-env": []string{"GREETING=four"}, "status": statusB}
 		mark := reload(next, nil, "configuration reloaded")
-		if !strings.Contains(b.Logs.String()[mark:], "take effect only after a restart") {
+		if !strings.Contains(b.Logs.String()[mark:], "takes effect only after a restart: option=--status") {
 			t.Errorf("changed status listener not reported as needing a restart:\n%s", b.Logs.String()[mark:])
 		}
 		if res := onKeep(req{Dir: dir, Script: "greet.cgi"}); res.Body != "four\n" {

@@ -1,11 +1,10 @@
-// This file holds the development HTTP front end (--http): a small web
-// server in the same process that forwards each request to the bridge's
-// own FastCGI server, over an in-memory connection, with the params nginx's
+// Package devfront is the development HTTP front end (--http): a small web
+// server in the same process that forwards each request to the bridge's own
+// FastCGI server, over an in-memory connection, with the params nginx's
 // fastcgi_params would send. It lets one command serve a cgi-bin directory
 // in a browser with no web server installed. It is a development aid, not a
 // production web server: no TLS, no static files, no access control.
-
-package bridge
+package devfront
 
 import (
 	"bufio"
@@ -72,19 +71,25 @@ type pipeAddr struct{}
 func (pipeAddr) Network() string { return "pipe" }
 func (pipeAddr) String() string  { return "http-front-end" }
 
-// httpFront forwards HTTP requests as FastCGI requests.
-type httpFront struct {
-	ln  *pipeListener
-	cfg *CGIConfig
-	log hclog.Logger
+// Front forwards HTTP requests as FastCGI requests to the server that
+// serves its Listener.
+type Front struct {
+	ln   *pipeListener
+	root string
+	log  hclog.Logger
 }
 
-func newHTTPFront(ln *pipeListener, cfg *CGIConfig, log hclog.Logger) *httpFront {
-	return &httpFront{ln: ln, cfg: cfg, log: log}
+// New returns a front end for the cgi-bin root.
+func New(root string, log hclog.Logger) *Front {
+	return &Front{ln: newPipeListener(), root: root, log: log}
 }
 
-func (f *httpFront) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	if req.URL.Path == "/" && f.cfg.Env.Root != "" {
+// Listener is what the FastCGI server serves for the front end.
+func (f *Front) Listener() net.Listener { return f.ln }
+
+// ServeHTTP forwards one request.
+func (f *Front) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if req.URL.Path == "/" && f.root != "" {
 		f.index(w)
 		return
 	}
@@ -147,8 +152,8 @@ func relayResponse(w http.ResponseWriter, r io.Reader) error {
 
 // params builds what nginx would send with Debian's fastcgi_params and
 // SCRIPT_FILENAME $document_root$fastcgi_script_name.
-func (f *httpFront) params(req *http.Request) []fcgi.Pair {
-	root := f.cfg.Env.Root
+func (f *Front) params(req *http.Request) []fcgi.Pair {
+	root := f.root
 	host, port, _ := net.SplitHostPort(req.RemoteAddr)
 	laddr, _ := req.Context().Value(http.LocalAddrContextKey).(net.Addr)
 	shost, sport := "", ""
@@ -209,14 +214,14 @@ func hostOnly(h string) string {
 }
 
 // index lists the root's files so the examples can be clicked through.
-func (f *httpFront) index(w http.ResponseWriter) {
-	entries, err := os.ReadDir(f.cfg.Env.Root)
+func (f *Front) index(w http.ResponseWriter) {
+	entries, err := os.ReadDir(f.root)
 	if err != nil {
 		http.Error(w, "cannot list the root", http.StatusInternalServerError)
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	fmt.Fprintf(w, "<!doctype html><title>cgibridge</title><h1>%s</h1><p>cgibridge development front end. Programs:</p><ul>\n", html.EscapeString(f.cfg.Env.Root))
+	fmt.Fprintf(w, "<!doctype html><title>cgibridge</title><h1>%s</h1><p>cgibridge development front end. Programs:</p><ul>\n", html.EscapeString(f.root))
 	for _, e := range entries {
 		if e.Type().IsRegular() {
 			n := html.EscapeString(e.Name())

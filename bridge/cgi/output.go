@@ -2,7 +2,7 @@
 // response sent to the front end: the header block is collected (bounded),
 // validated and normalised, then the body streams through unbuffered.
 
-package bridge
+package cgi
 
 import (
 	"bufio"
@@ -65,6 +65,14 @@ func (o *cgiOutput) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// Interrupt abandons a write to the front end blocked on a slow web server
+// (the program was stopped).
+func (o *cgiOutput) Interrupt() {
+	if i, ok := o.out.(interface{ Interrupt() }); ok {
+		i.Interrupt()
+	}
 }
 
 // parse runs the header parser over what was collected.

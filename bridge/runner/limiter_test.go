@@ -1,4 +1,4 @@
-package bridge
+package runner
 
 import (
 	"context"
@@ -8,20 +8,20 @@ import (
 )
 
 func TestLimiterQueuesThenRefuses(t *testing.T) {
-	l := newLimiter(1, 1)
+	l := NewLimiter(1, 1)
 	ctx := context.Background()
-	if q, err := l.acquire(ctx, time.Second); err != nil || q {
-		t.Fatalf("first acquire: queued=%v err=%v", q, err)
+	if !l.TryAcquire() {
+		t.Fatal("first acquire failed")
 	}
 	got := make(chan error, 1)
 	go func() {
-		_, err := l.acquire(ctx, 5*time.Second)
+		err := l.Acquire(ctx, 5*time.Second)
 		got <- err
 	}()
 	// Wait until the second caller is queued, then a third is over the queue bound.
 	deadline := time.Now().Add(2 * time.Second)
 	for {
-		if _, q := l.counts(); q == 1 {
+		if _, q := l.Counts(); q == 1 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -29,23 +29,23 @@ func TestLimiterQueuesThenRefuses(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if _, err := l.acquire(ctx, time.Second); !errors.Is(err, ErrOverloaded) {
+	if err := l.Acquire(ctx, time.Second); !errors.Is(err, ErrOverloaded) {
 		t.Fatalf("third acquire with a full queue: %v, want ErrOverloaded", err)
 	}
-	l.release()
+	l.Release()
 	if err := <-got; err != nil {
 		t.Fatalf("queued caller after release: %v", err)
 	}
-	if a, q := l.counts(); a != 1 || q != 0 {
+	if a, q := l.Counts(); a != 1 || q != 0 {
 		t.Fatalf("counts after hand-over: active %d queued %d", a, q)
 	}
 }
 
 func TestLimiterWaitTimesOut(t *testing.T) {
-	l := newLimiter(1, 4)
-	l.acquire(context.Background(), 0)
+	l := NewLimiter(1, 4)
+	l.TryAcquire()
 	start := time.Now()
-	_, err := l.acquire(context.Background(), 50*time.Millisecond)
+	err := l.Acquire(context.Background(), 50*time.Millisecond)
 	if !errors.Is(err, ErrOverloaded) {
 		t.Fatalf("got %v, want ErrOverloaded", err)
 	}
@@ -55,30 +55,30 @@ func TestLimiterWaitTimesOut(t *testing.T) {
 }
 
 func TestLimiterWaitEndsWithContext(t *testing.T) {
-	l := newLimiter(1, 4)
-	l.acquire(context.Background(), 0)
+	l := NewLimiter(1, 4)
+	l.TryAcquire()
 	ctx, cancel := context.WithCancelCause(context.Background())
-	cancel(ErrAborted)
-	if _, err := l.acquire(ctx, time.Second); !errors.Is(err, ErrAborted) {
+	cancel(errTestCause)
+	if err := l.Acquire(ctx, time.Second); !errors.Is(err, errTestCause) {
 		t.Fatalf("got %v, want the context's cause", err)
 	}
 }
 
 func TestLimiterRaisedLimitWakesWaiters(t *testing.T) {
-	l := newLimiter(1, 4)
-	l.acquire(context.Background(), 0)
+	l := NewLimiter(1, 4)
+	l.TryAcquire()
 	got := make(chan error, 1)
 	go func() {
-		_, err := l.acquire(context.Background(), 5*time.Second)
+		err := l.Acquire(context.Background(), 5*time.Second)
 		got <- err
 	}()
 	for {
-		if _, q := l.counts(); q == 1 {
+		if _, q := l.Counts(); q == 1 {
 			break
 		}
 		time.Sleep(time.Millisecond)
 	}
-	l.setLimit(2, 8)
+	l.SetLimit(2, 8)
 	select {
 	case err := <-got:
 		if err != nil {
@@ -88,3 +88,5 @@ func TestLimiterRaisedLimitWakesWaiters(t *testing.T) {
 		t.Fatal("raising the limit did not admit the waiter")
 	}
 }
+
+var errTestCause = errors.New("test cause")

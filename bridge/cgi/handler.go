@@ -1,0 +1,210 @@
+// This file holds the Handler and the life of one request through it:
+// resolve, wait for the body, build the job, run it, conclude.
+
+package cgi
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cgibridge/cgibridge/bridge"
+	"github.com/cgibridge/cgibridge/bridge/runner"
+	"github.com/cgibridge/cgibridge/bridge/sandbox"
+	"github.com/cgibridge/cgibridge/bridge/status"
+	"github.com/cgibridge/cgibridge/cgienv"
+	"github.com/hashicorp/go-hclog"
+)
+
+// Handler serves FastCGI requests by running CGI programs through a
+// dispatcher. It implements bridge.Handler.
+type Handler struct {
+	log   hclog.Logger
+	stats *status.Stats
+	disp  *runner.Dispatcher
+
+	cfg     atomic.Pointer[Config]
+	environ []string
+	paths   sync.Map // interpreter name -> path
+}
+
+// New validates cfg and returns a handler that runs jobs through disp.
+func New(cfg *Config, disp *runner.Dispatcher, log hclog.Logger, stats *status.Stats) (*Handler, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	h := &Handler{log: log, stats: stats, disp: disp, environ: os.Environ()}
+	h.cfg.Store(cfg)
+	return h, nil
+}
+
+// Reload replaces the configuration; requests already running keep theirs.
+func (h *Handler) Reload(cfg *Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	h.cfg.Store(cfg)
+	return nil
+}
+
+// Config returns the configuration in force.
+func (h *Handler) Config() *Config { return h.cfg.Load() }
+
+// exchange is what the handler learns about one request, for its answer and
+// its access line.
+type exchange struct {
+	r       *bridge.Request
+	log     hclog.Logger
+	script  string
+	res     runner.Result
+	status  int // HTTP status of the response sent (0: none)
+	outcome status.Outcome
+}
+
+// ServeFCGI serves r. The server calls it for every request it admitted,
+// also one it has refused itself or that was aborted before its params
+// ended, so that every request gets its access line here.
+func (h *Handler) ServeFCGI(r *bridge.Request) uint32 {
+	cfg := h.cfg.Load()
+	x := &exchange{r: r, log: h.log.With("req", r.Serial)}
+	defer h.accessLine(x, cfg)
+	if r.Refused() != 0 || r.Context().Err() != nil {
+		return 0
+	}
+	params := make([]cgienv.Param, len(r.Params))
+	for i, p := range r.Params {
+		params[i] = cgienv.Param{Name: p.Name, Value: p.Value}
+	}
+	for hop := 0; ; hop++ {
+		loc := h.serveOnce(x, cfg, params, hop > 0)
+		if loc == "" {
+			return x.res.AppStatus
+		}
+		if hop == maxLocalRedirects {
+			x.log.Warn("too many local redirects", "location", loc)
+			h.refuse(x, status.Failed, 502, "too many local redirects")
+			return 0
+		}
+		x.log.Debug("local redirect", "location", loc)
+		params = redirectParams(params, loc)
+	}
+}
+
+// serveOnce runs one program; it returns a local redirect's location when
+// the program asked for one (RFC 3875 6.2.2), else "".
+func (h *Handler) serveOnce(x *exchange, cfg *Config, params []cgienv.Param, redirected bool) string {
+	r := x.r
+	ctx := r.Context()
+	script, err := cgienv.Resolve(&cfg.Env, params)
+	if err != nil {
+		h.refuseResolve(x, err)
+		return ""
+	}
+	x.script = script.Filename
+	log := x.log.With("script", script.Filename)
+
+	var bodyLen int64
+	if !redirected {
+		if bodyLen, err = r.Body.Wait(ctx); err != nil {
+			return "" // the server answers (413) or the request is gone
+		}
+	}
+	env, err := cgienv.Environ(&cfg.Env, params, script, bodyLen, h.environ)
+	if err != nil {
+		h.refuseResolve(x, err)
+		return ""
+	}
+	id, err := h.identity(cfg, script)
+	if err != nil {
+		log.Warn("refused", "reason", err)
+		h.refuse(x, status.Refused, 403, "this program may not run")
+		return ""
+	}
+	job := h.job(cfg, script, env, id, log)
+	if !redirected {
+		job.Body = r.Body
+	}
+	out := newCGIOutput(r.Stdout, cfg.MaxHeaderBytes)
+	errSink := newStderrSink(r.Stderr, log, cfg.Stderr)
+	job.Stdout, job.Stderr = out, errSink
+
+	stopSlow := func() bool { return false }
+	if cfg.Slow > 0 {
+		// Like PHP-FPM's slowlog: said while the program still runs, so a
+		// hung one is visible before its timeout.
+		job.OnStart = func(pid int) {
+			t := time.AfterFunc(cfg.Slow, func() {
+				log.Warn("slow request: program still running", "pid", pid, "elapsed", cfg.Slow)
+			})
+			stopSlow = t.Stop
+		}
+	}
+	x.res = h.disp.Run(ctx, job)
+	stopSlow()
+	errSink.flush()
+	return h.conclude(x, cfg, job, out, errSink, log)
+}
+
+// job builds what the runner gets. It runs the file the confinement checks
+// accepted (script.Path, symlinks resolved), never a name that could be
+// swapped for a link in between; argv[0] and SCRIPT_FILENAME keep the name
+// the request used.
+func (h *Handler) job(cfg *Config, script *cgienv.Script, env []string, id *sandbox.Identity, log hclog.Logger) *runner.Job {
+	job := &runner.Job{
+		Script:      script.Path,
+		Filename:    script.Filename,
+		Interpreted: script.Interpreted,
+		Env:         env,
+		Dir:         script.Dir,
+		Identity:    id,
+		Timeout:     cfg.Timeout,
+		Log:         log,
+	}
+	if script.Interpreted {
+		job.Argv = append(append(make([]string, 0, len(script.Argv)), script.Argv[:len(script.Argv)-1]...), script.Path)
+		job.Program = h.lookPath(script.Argv[0])
+	} else {
+		job.Argv = script.Argv
+		job.Program = script.Path
+	}
+	return job
+}
+
+// lookPath finds an interpreter named without a path in the bridge's PATH.
+// It runs after any privilege drop, so a directory the programs' user
+// cannot enter (root's pyenv, say) is skipped. Results are cached.
+func (h *Handler) lookPath(name string) string {
+	if strings.Contains(name, "/") {
+		return name
+	}
+	if p, ok := h.paths.Load(name); ok {
+		return p.(string)
+	}
+	p, err := exec.LookPath(name)
+	if err != nil {
+		return name // exec fails with ENOENT and the answer explains
+	}
+	h.paths.Store(name, p)
+	return p
+}
+
+// identity decides who the program runs as.
+func (h *Handler) identity(cfg *Config, script *cgienv.Script) (*sandbox.Identity, error) {
+	if !cfg.OwnerMode {
+		return cfg.Identity, nil
+	}
+	return sandbox.OwnerIdentity(ownerRoot(cfg, script.Path), script.Path, cfg.MinUID, cfg.AllowRoot)
+}
+
+// ownerRoot is the directory owner-mode checks start from: the root that
+// holds the script.
+func ownerRoot(cfg *Config, path string) string {
+	if cfg.Env.Root != "" && strings.HasPrefix(path, cfg.Env.Root+"/") {
+		return cfg.Env.Root
+	}
+	return filepath.Dir(path)
+}

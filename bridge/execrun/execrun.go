@@ -1,0 +1,121 @@
+// Package execrun is the exec runner: one process per request, what
+// fcgiwrap does. Each program runs in its own process group, as the job's
+// identity, under the configured resource limits and, optionally, in a
+// cgroup of its own; its output goes through process.Supervise.
+package execrun
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strconv"
+	"sync/atomic"
+
+	"github.com/cgibridge/cgibridge/bridge/process"
+	"github.com/cgibridge/cgibridge/bridge/runner"
+	"github.com/cgibridge/cgibridge/bridge/sandbox"
+)
+
+// Config is what a reload may change about the exec runner.
+type Config struct {
+	Grace process.Grace
+	// Limits are applied before the program's first instruction through the
+	// exec shim, the bridge's own binary at Shim.
+	Limits sandbox.Limits
+	Shim   string
+	// Cgroups, when set, gives each program a cgroup of its own with these
+	// limits; a program whose cgroup cannot be made does not run.
+	Cgroups            *sandbox.CgroupParent
+	MemoryMax, PidsMax uint64
+}
+
+// Runner starts one process per job.
+type Runner struct {
+	cfg atomic.Pointer[Config]
+	seq atomic.Uint64
+}
+
+// New returns an exec runner.
+func New(cfg Config) *Runner {
+	e := &Runner{}
+	e.cfg.Store(&cfg)
+	return e
+}
+
+// SetConfig replaces the configuration (on reload); running programs keep
+// theirs.
+func (e *Runner) SetConfig(cfg Config) { e.cfg.Store(&cfg) }
+
+// Name is "exec".
+func (e *Runner) Name() string { return "exec" }
+
+// Run starts the job's program and supervises it to its end.
+func (e *Runner) Run(ctx context.Context, job *runner.Job) runner.Result {
+	c := e.cfg.Load()
+	spec := &process.Spec{
+		Path:     job.Program,
+		Argv:     job.Argv,
+		Env:      job.Env,
+		Dir:      job.Dir,
+		Identity: job.Identity,
+		Limits:   c.Limits,
+		Shim:     c.Shim,
+		CgroupFD: -1,
+	}
+	if job.Body != nil {
+		in, err := job.Body.Stdin()
+		if err != nil {
+			return runner.Result{Err: &runner.StartError{Kind: runner.StartOther, Err: fmt.Errorf("read the spooled body: %w", err)}}
+		}
+		spec.Stdin = in
+	}
+	if c.Cgroups != nil {
+		fd, cleanup, err := e.cgroup(c)
+		if err != nil {
+			return runner.Result{Err: &runner.StartError{Kind: runner.StartSandbox, Err: err}}
+		}
+		spec.CgroupFD = fd
+		defer func() {
+			if err := cleanup(); err != nil && job.Log != nil {
+				job.Log.Warn("cannot remove the program's cgroup", "error", err)
+			}
+		}()
+	}
+	pipes, err := process.NewPipes()
+	if err != nil {
+		return runner.Result{Err: &runner.StartError{Kind: runner.StartOther, Err: fmt.Errorf("create output pipes: %w", err)}}
+	}
+	spec.Stdout, spec.Stderr = pipes.OutWrite, pipes.ErrWrite
+	child, err := process.Start(ctx, spec)
+	// The child has its own copies; ours must go so EOF can be seen.
+	pipes.CloseWrite()
+	if err != nil {
+		pipes.Close()
+		return runner.Result{Err: runner.StartFailure(err)}
+	}
+	if job.OnStart != nil {
+		job.OnStart(child.PID())
+	}
+	return process.Supervise(ctx, child, pipes, job.Stdout, job.Stderr, c.Grace)
+}
+
+// cgroup makes the program's cgroup. Names carry the bridge's pid, so a
+// cgroup left behind by a crashed bridge never collides with a new one.
+func (e *Runner) cgroup(c *Config) (int, func() error, error) {
+	prefix := "req-" + strconv.Itoa(os.Getpid()) + "-"
+	var lastErr error
+	for range 3 {
+		name := prefix + strconv.FormatUint(e.seq.Add(1), 10)
+		fd, cleanup, err := c.Cgroups.NewChild(name, c.MemoryMax, c.PidsMax)
+		if err == nil {
+			return fd, cleanup, nil
+		}
+		lastErr = err
+		if !errors.Is(err, fs.ErrExist) {
+			break
+		}
+	}
+	return -1, nil, fmt.Errorf("create the program's cgroup: %w", lastErr)
+}
