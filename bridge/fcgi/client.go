@@ -7,12 +7,14 @@ package fcgi
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -24,6 +26,8 @@ type ClientConn struct {
 
 	wmu sync.Mutex
 	buf []byte
+
+	broken atomic.Bool
 }
 
 // NewClientConn wraps an established connection.
@@ -36,6 +40,10 @@ func (c *ClientConn) Conn() net.Conn { return c.conn }
 
 // Close closes the connection.
 func (c *ClientConn) Close() error { return c.conn.Close() }
+
+// Usable reports whether the connection can carry another request: false
+// once a Do failed, was cancelled, or had to cut its body short.
+func (c *ClientConn) Usable() bool { return !c.broken.Load() }
 
 // Next reads the next record from the application.
 func (c *ClientConn) Next() (Record, error) { return c.rd.Next() }
@@ -74,14 +82,17 @@ func (c *ClientConn) WriteBeginRequest(id uint16, role Role, keepConn bool) erro
 // WriteParams sends the pairs as PARAMS records, split at MaxContent, and
 // the empty record that ends the stream.
 func (c *ClientConn) WriteParams(id uint16, pairs []Pair) error {
+	return c.send(func(b []byte) []byte { return appendParams(b, id, pairs) })
+}
+
+// appendParams appends the pairs as PARAMS records and the stream's end.
+func appendParams(b []byte, id uint16, pairs []Pair) []byte {
 	var enc []byte
 	for _, p := range pairs {
 		enc = AppendPair(enc, p.Name, p.Value)
 	}
-	return c.send(func(b []byte) []byte {
-		b = AppendStream(b, TypeParams, id, enc)
-		return AppendRecord(b, TypeParams, id, nil)
-	})
+	b = AppendStream(b, TypeParams, id, enc)
+	return AppendRecord(b, TypeParams, id, nil)
 }
 
 // WriteStream copies r into records of typ of at most chunk bytes each (as
@@ -120,58 +131,125 @@ type Response struct {
 var ErrNoEnd = errors.New("fcgi: connection closed before END_REQUEST")
 
 // Do runs one request on the connection the way a web server does: it sends
-// BEGIN_REQUEST, the params and the body (concurrently with reading, so a
-// response that arrives early never deadlocks the exchange) and copies the
-// STDOUT and STDERR streams to stdout and stderr until END_REQUEST.
-// Records for other request ids are ignored. Cancelling ctx closes the
-// connection, which is how nginx aborts a request.
+// BEGIN_REQUEST, the params and the body (a small body in the same write,
+// a larger one concurrently with reading, so a response that arrives early
+// never deadlocks the exchange) and copies the STDOUT and STDERR streams to
+// stdout and stderr until END_REQUEST. Records for other request ids are
+// ignored. Cancelling ctx closes the connection, which is how nginx aborts
+// a request. Whenever Do fails, is cancelled, or has to cut the body short
+// after the response ended, the connection is closed and Usable reports
+// false; Do never waits on the body sender beyond senderGrace.
 func (c *ClientConn) Do(ctx context.Context, id uint16, role Role, keepConn bool, params []Pair, body io.Reader, stdout, stderr io.Writer) (EndRequest, error) {
-	stop := context.AfterFunc(ctx, func() { c.conn.Close() })
+	stop := context.AfterFunc(ctx, func() {
+		c.broken.Store(true)
+		c.conn.Close()
+	})
 	defer stop()
 
-	sendErr := make(chan error, 1)
-	go func() {
-		err := c.WriteBeginRequest(id, role, keepConn)
-		if err == nil {
-			err = c.WriteParams(id, params)
+	var sendErr chan error
+	if small, ok := smallBody(body); ok {
+		if err := c.send(func(b []byte) []byte { return appendRequest(b, id, role, keepConn, params, small) }); err != nil {
+			// The application may have answered and closed already: its
+			// answer is still read below.
+			sendErr = make(chan error, 1)
+			sendErr <- err
 		}
-		if err == nil {
-			err = c.WriteStream(TypeStdin, id, body, 8192)
-		}
-		if errors.Is(err, errReadBody) {
-			// The body cannot be finished: abort the request the way nginx
-			// does, by closing the connection, rather than leave the
-			// application waiting for the rest of it.
-			c.conn.Close()
-		}
-		sendErr <- err
-	}()
+	} else {
+		sendErr = make(chan error, 1)
+		go func() {
+			err := c.WriteBeginRequest(id, role, keepConn)
+			if err == nil {
+				err = c.WriteParams(id, params)
+			}
+			if err == nil {
+				err = c.WriteStream(TypeStdin, id, body, 8192)
+			}
+			if errors.Is(err, errReadBody) {
+				// The body cannot be finished: abort the request the way
+				// nginx does, by closing the connection, rather than leave
+				// the application waiting for the rest of it.
+				c.broken.Store(true)
+				c.conn.Close()
+			}
+			sendErr <- err
+		}()
+	}
 
 	end, err := c.readResponse(id, stdout, stderr)
 	if err == nil {
-		// The response is complete. A well-behaved application drains the
-		// rest of the body, so the sender finishes soon; one that stopped
-		// reading would block it forever. After a short grace the sender
-		// is cut off, and the connection, its body cut short, is closed.
-		grace := time.NewTimer(senderGrace)
-		defer grace.Stop()
-		select {
-		case <-sendErr:
-		case <-grace.C:
-			c.conn.SetWriteDeadline(time.Now())
-			<-sendErr
-			c.conn.Close()
+		if sendErr != nil {
+			// The response is complete. A well-behaved application drains
+			// the rest of the body, so the sender finishes soon; one that
+			// stopped reading would block it forever. After a short grace
+			// the sender is cut off, and the connection, its body cut
+			// short, is closed.
+			grace := time.NewTimer(senderGrace)
+			defer grace.Stop()
+			select {
+			case serr := <-sendErr:
+				if serr != nil {
+					c.markBroken()
+				}
+			case <-grace.C:
+				c.conn.SetWriteDeadline(time.Now())
+				<-sendErr
+				c.markBroken()
+			}
 		}
 		return end, nil
 	}
-	werr := <-sendErr
+	// The exchange failed: the connection is unusable. Closing it also
+	// unblocks a sender stuck on a peer that stopped reading.
+	c.markBroken()
+	var werr error
+	if sendErr != nil {
+		werr = <-sendErr
+	}
 	if ctx.Err() != nil {
 		return end, ctx.Err()
 	}
-	if werr != nil {
+	if werr != nil && !errors.Is(werr, net.ErrClosed) {
 		err = fmt.Errorf("%w (sending: %v)", err, werr)
 	}
 	return end, err
+}
+
+func (c *ClientConn) markBroken() {
+	c.broken.Store(true)
+	c.conn.Close()
+}
+
+// smallBodyMax is the largest body Do sends in the same write as the
+// request's other records.
+const smallBodyMax = 16 << 10
+
+// smallBody returns the whole body when it is small and in memory.
+func smallBody(body io.Reader) ([]byte, bool) {
+	switch b := body.(type) {
+	case nil:
+		return nil, true
+	case *bytes.Reader:
+		if b.Len() > smallBodyMax {
+			return nil, false
+		}
+		p := make([]byte, b.Len())
+		n, _ := b.Read(p)
+		return p[:n], true
+	}
+	return nil, false
+}
+
+// appendRequest appends a whole request: BEGIN_REQUEST, the params and
+// their end, the body and its end.
+func appendRequest(b []byte, id uint16, role Role, keepConn bool, params []Pair, body []byte) []byte {
+	var flags uint8
+	if keepConn {
+		flags = FlagKeepConn
+	}
+	b = AppendRecord(b, TypeBeginRequest, id, AppendBeginRequest(nil, BeginRequest{Role: role, Flags: flags}))
+	b = appendParams(b, id, params)
+	b = AppendStream(b, TypeStdin, id, body)
+	return AppendRecord(b, TypeStdin, id, nil)
 }
 
 // senderGrace is how long Do lets the request body finish sending after the

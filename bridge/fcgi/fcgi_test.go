@@ -5,6 +5,7 @@
 package fcgi
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"testing/iotest"
@@ -932,4 +934,110 @@ func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// TestDoFailsPromptlyWhenAppBreaksProtocolWithoutReading pins that Do's
+// error path does not wait on the body sender: an application that sends
+// garbage and then holds the connection open without reading the rest of a
+// large body once left Do blocked for good.
+func TestDoFailsPromptlyWhenAppBreaksProtocolWithoutReading(t *testing.T) {
+	body := make([]byte, 8<<20)
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			release := make(chan struct{})
+			c := startApp(t, tr.pair, func(conn net.Conn, rd *Reader) {
+				if _, err := rd.Next(); err != nil {
+					return
+				}
+				conn.Write([]byte("HTTP/1.1 200 OK\r\n\r\nnot FastCGI"))
+				<-release
+			})
+			t.Cleanup(func() { close(release) })
+			errc := make(chan error, 1)
+			go func() {
+				_, err := c.Do(testCtx(t), 1, RoleResponder, false, doParams, bufio.NewReader(bytes.NewReader(body)), io.Discard, io.Discard)
+				errc <- err
+			}()
+			select {
+			case err := <-errc:
+				if err == nil || !errors.Is(err, ErrNoEnd) && !errors.Is(err, ErrVersion) {
+					t.Errorf("Do err = %v, want a protocol error", err)
+				}
+			case <-time.After(3 * time.Second):
+				t.Fatal("Do still waiting on its body sender 3s after the response failed")
+			}
+			if c.Usable() {
+				t.Error("the connection is still reported usable after a failed exchange")
+			}
+		})
+	}
+}
+
+// TestDoReportsACutConnection pins that a connection whose body had to be
+// cut short after the response ended is reported unusable: a pool must not
+// send the next request on it.
+func TestDoReportsACutConnection(t *testing.T) {
+	body := make([]byte, 4<<20)
+	release := make(chan struct{})
+	c := startApp(t, socketPair, func(conn net.Conn, rd *Reader) {
+		req, err := readRequest(rd, false)
+		if err != nil {
+			return
+		}
+		send(conn, func(b []byte) []byte {
+			b = AppendRecord(b, TypeStdout, req.id, nil)
+			return AppendRecord(b, TypeEndRequest, req.id, AppendEndRequest(nil, EndRequest{}))
+		})
+		<-release
+	})
+	t.Cleanup(func() { close(release) })
+	if _, err := c.Do(testCtx(t), 1, RoleResponder, true, doParams, bufio.NewReader(bytes.NewReader(body)), io.Discard, io.Discard); err != nil {
+		t.Fatalf("Do: %v", err)
+	}
+	if c.Usable() {
+		t.Error("a connection whose body was cut short is reported usable")
+	}
+}
+
+// TestDoSendsASmallBodyInOneWrite pins the fast path of persistent
+// children: a request without a large body is one write, so the common
+// request costs one system call to send.
+func TestDoSendsASmallBodyInOneWrite(t *testing.T) {
+	client, app := socketPair(t)
+	cw := &countingConn{Conn: client}
+	c := NewClientConn(cw)
+	go func() {
+		rd := NewReader(bufio.NewReader(app))
+		req, err := readRequest(rd, true)
+		if err != nil {
+			return
+		}
+		send(app, func(b []byte) []byte {
+			b = AppendRecord(b, TypeStdout, req.id, []byte("Status: 200\r\n\r\n"+string(req.stdin)))
+			return AppendRecord(b, TypeEndRequest, req.id, AppendEndRequest(nil, EndRequest{}))
+		})
+	}()
+	var out bytes.Buffer
+	if _, err := c.Do(testCtx(t), 1, RoleResponder, false, doParams, bytes.NewReader([]byte("small body")), &out, nil); err != nil {
+		t.Fatalf("Do: %v", err)
+	}
+	if out.String() != "Status: 200\r\n\r\nsmall body" {
+		t.Fatalf("stdout %q", out.String())
+	}
+	if n := cw.writes.Load(); n != 1 {
+		t.Errorf("%d writes for a small request, want 1", n)
+	}
+	if !c.Usable() {
+		t.Error("connection unusable after a clean exchange")
+	}
+}
+
+type countingConn struct {
+	net.Conn
+	writes atomic.Int32
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
 }
