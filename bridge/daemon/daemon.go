@@ -217,7 +217,7 @@ func (d *Daemon) Run(reload func() (*Options, error)) error {
 
 	var changes <-chan []string
 	if len(d.opts.WatchFiles) > 0 {
-		w, err := watcher.New(d.opts.WatchFiles, watcher.Options{Log: d.log.Named("watch")})
+		w, err := watcher.Files(d.opts.WatchFiles, watcher.Options{Log: d.log.Named("watch")})
 		if err != nil {
 			d.log.Error("cannot watch the configuration; SIGHUP still reloads", "error", err)
 		} else {
