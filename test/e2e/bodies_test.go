@@ -4,6 +4,8 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -23,10 +25,13 @@ func TestBodiesThroughNginx(t *testing.T) {
 	primary := &upstream{}
 	ngx := stack(t, tr, primary)
 	base := ngx.URL
+	// The shared client keeps connections to this test's nginx alive after
+	// the last request; close them with the test rather than leave them open.
+	t.Cleanup(client.CloseIdleConnections)
 
 	t.Run("WriteBeforeReadingLargeBody", func(t *testing.T) {
 		body, sum := randomBody(2<<20, 1)
-		r := post(t, base+"/cgi-bin/writefirst.sh", "application/octet-stream", string(body))
+		r := postWithin(t, 30*time.Second, base+"/cgi-bin/writefirst.sh", body)
 		wantStatusBody(t, r, 200)
 		lines := strings.Split(strings.TrimRight(r.Body, "\n"), "\n")
 		if len(lines) != 2 || len(lines[0]) != 1<<20 {
@@ -38,7 +43,7 @@ func TestBodiesThroughNginx(t *testing.T) {
 	})
 	t.Run("IgnoredLargeBody", func(t *testing.T) {
 		body, _ := randomBody(2<<20, 2)
-		r := post(t, base+"/cgi-bin/ignore.sh", "application/octet-stream", string(body))
+		r := postWithin(t, 30*time.Second, base+"/cgi-bin/ignore.sh", body)
 		wantStatusBody(t, r, 200, "ignored")
 	})
 	t.Run("Upload64MiBByteExactWithBoundedRSS", func(t *testing.T) {
@@ -74,7 +79,7 @@ func TestBodiesThroughNginx(t *testing.T) {
 
 		sent := sha256.New()
 		src := io.TeeReader(io.LimitReader(rand.NewChaCha8([32]byte{3}), size), sent)
-		req, err := http.NewRequest(http.MethodPost, base+"/cgi-bin/echo.sh", src)
+		req, err := http.NewRequestWithContext(within(t, 60*time.Second), http.MethodPost, base+"/cgi-bin/echo.sh", src)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -82,6 +87,7 @@ func TestBodiesThroughNginx(t *testing.T) {
 		resp, err := client.Do(req)
 		if err != nil {
 			close(stop)
+			<-done
 			t.Fatal(err)
 		}
 		got := sha256.New()
@@ -107,6 +113,25 @@ func TestBodiesThroughNginx(t *testing.T) {
 			t.Errorf("bridge RSS rose by %d KiB during a 64 MiB upload, want < 16 MiB", rise>>10)
 		}
 	})
+}
+
+// within returns a context that ends after d or with the test, whichever
+// comes first: a request made with it cannot outlive either.
+func within(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// postWithin sends body to url as application/octet-stream, bounded by d.
+func postWithin(t *testing.T, d time.Duration, url string, body []byte) response {
+	t.Helper()
+	req, err := http.NewRequestWithContext(within(t, d), http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	return do(t, req)
 }
 
 // randomBody returns n deterministic pseudo-random bytes and their hex sha256.

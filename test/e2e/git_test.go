@@ -70,7 +70,9 @@ location ~ ^/git(/.*)$ {
 	repoURL := ngx.URL + "/git/project.git"
 
 	// GIT_HTTP_EXPORT_ALL arrives with an empty value, as in the shipped nginx.conf:
-	// git-http-backend only checks that it is set (notes/bugs/e2e-1.md).
+	// git-http-backend only checks that it is set. (Once a bug: the bridge
+	// dropped every empty param, so the variable never reached the program and
+	// git-http-backend refused to export the repository: the clone failed.)
 
 	work := filepath.Join(tr.Base, "work")
 	git(tr.Base, "clone", "--quiet", repoURL, work)

@@ -88,7 +88,8 @@ func TestApacheProxyFCGI(t *testing.T) {
 // TestApacheDefaultBackendType pins that Apache's default (FPM) backend type works
 // too: it sends SCRIPT_FILENAME as "proxy:fcgi://localhost//path/to/script", the
 // quirk PHP-FPM strips, and a config without ProxyFCGIBackendType is what most
-// users will write (notes/bugs/frontends-1.md).
+// users will write. (Once a bug: the bridge took that value for a path and
+// answered every request 403 "not an absolute path".)
 func TestApacheDefaultBackendType(t *testing.T) {
 	base, _ := startApache(t, "")
 	r, _ := do(t, "GET", base+"hello.sh", nil)

@@ -53,7 +53,7 @@ func TestReloadOnSIGHUP(t *testing.T) {
 		if err := syscall.Kill(b.PID(), syscall.SIGHUP); err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(5 * time.Second)
+		deadline := time.Now().Add(10 * time.Second)
 		for countSince(b.Logs.String(), mark, wait) == 0 {
 			if time.Now().After(deadline) {
 				t.Fatalf("no %q in the log after SIGHUP:\n%s", wait, b.Logs.String()[mark:])
@@ -115,24 +115,43 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	})
 
 	t.Run("SIGTERM drains the request in flight and exits 0", func(t *testing.T) {
-		done := make(chan resp, 1)
+		type result struct {
+			res resp
+			err error
+		}
+		done := make(chan result, 1)
 		go func() {
 			res, err := doOn(keep, id+1, true, req{Dir: dir, Script: "nap.cgi"})
-			if err != nil {
-				t.Errorf("request in flight during SIGTERM: %v", err)
-			}
-			done <- res
+			done <- result{res, err}
 		}()
-		time.Sleep(300 * time.Millisecond) // nap.cgi is sleeping
+		// SIGTERM only once nap.cgi is running: the request is in flight.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			kids, err := harness.Children(b.PID())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(kids) > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("nap.cgi not running 10s after it was requested")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 		if err := b.Stop(); err != nil {
 			t.Errorf("exit after SIGTERM: %v", err)
 		}
+		// The bridge has exited, so the answer, if any, has been written;
+		// doOn's own deadline bounds the wait as well.
 		select {
-		case res := <-done:
-			if res.Status != 200 || res.Body != "rested\n" {
-				t.Errorf("request in flight during SIGTERM: %d %q, want 200 rested", res.Status, res.Body)
+		case d := <-done:
+			if d.err != nil {
+				t.Errorf("request in flight during SIGTERM: %v", d.err)
+			} else if d.res.Status != 200 || d.res.Body != "rested\n" {
+				t.Errorf("request in flight during SIGTERM: %d %q, want 200 rested", d.res.Status, d.res.Body)
 			}
-		case <-time.After(5 * time.Second):
+		case <-time.After(10 * time.Second):
 			t.Errorf("request in flight never finished")
 		}
 	})
