@@ -6,7 +6,9 @@
 //
 // The Prometheus text exposition format (version 0.0.4) is written by hand here:
 // prometheus/client_golang would add a dozen modules to a small static binary for a
-// handful of counters and one histogram, and the format is simple and stable.
+// handful of counters and one histogram, and the format is simple and stable. The
+// tests check the output with the Prometheus project's own parser (expfmt), which
+// is a test-only dependency and not linked into the binary.
 package status
 
 // This file holds the counters themselves: Outcome, Stats and its Snapshot.
