@@ -144,6 +144,9 @@ func (h *Handler) accessLine(x *exchange, cfg *Config) {
 	}
 	switch cause := context.Cause(r.Context()); {
 	case cause == nil:
+	case outcome == status.Timeout:
+		// The timeout came first; cutting its blocked write to the front
+		// end is what closed the connection.
 	case errors.Is(cause, bridge.ErrAborted), errors.Is(cause, bridge.ErrConnClosed):
 		outcome = status.Aborted
 	case errors.Is(cause, bridge.ErrShutdown) && outcome == status.OK:
