@@ -277,6 +277,16 @@ func (d *Daemon) reload(load func() (*Options, error)) {
 		d.log.Warn("SIGHUP ignored: no configuration to re-read")
 		return
 	}
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	if err := listen.Notify(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", ts.Nano()/1000)); err != nil {
+		d.log.Warn("sd_notify failed", "error", err)
+	}
+	defer func() {
+		if err := listen.Notify("READY=1\nSTATUS=serving"); err != nil {
+			d.log.Warn("sd_notify failed", "error", err)
+		}
+	}()
 	next, err := load()
 	if err != nil {
 		d.log.Error("reload failed; keeping the running configuration", "error", err)

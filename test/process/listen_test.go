@@ -347,6 +347,19 @@ func TestSystemdSocketActivationAndNotify(t *testing.T) {
 		t.Errorf("script's descriptors (ls included) are %v, want [0 1 2 3]: the listening socket leaked", fds)
 	}
 
+	// A reload (systemd's ExecReload sends SIGHUP) is announced as the
+	// shipped Type=notify units expect: RELOADING=1 with the monotonic
+	// time, then READY=1 again.
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if msg := readNotify(t, notify, harness.StartTimeout); !hasLine(msg, "RELOADING=1") || !strings.Contains(msg, "MONOTONIC_USEC=") {
+		t.Errorf("sd_notify message after SIGHUP %q, want RELOADING=1 and MONOTONIC_USEC", msg)
+	}
+	if msg := readNotify(t, notify, harness.StartTimeout); !hasLine(msg, "READY=1") {
+		t.Errorf("sd_notify message after the reload %q, want READY=1", msg)
+	}
+
 	if err := p.stop(t, harness.StopTimeout); err != nil {
 		t.Errorf("exit after SIGTERM: %v, want status 0", err)
 	}
