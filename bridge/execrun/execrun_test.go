@@ -268,3 +268,55 @@ func isZombie(pid int) bool {
 	i := strings.LastIndexByte(s, ')')
 	return i > 0 && i+2 < len(s) && s[i+2] == 'Z'
 }
+
+// cgroupParent opens a cgroup parent of the test's own, or skips where the
+// machine has no writable cgroup v2.
+func cgroupParent(t *testing.T) *sandbox.CgroupParent {
+	t.Helper()
+	p, err := sandbox.OpenCgroupParent("cgibridge-execrun-test-" + strconv.Itoa(os.Getpid()) + "-" + strings.ReplaceAll(t.Name(), "/", "-"))
+	if err != nil {
+		t.Skipf("no writable cgroup v2 here: %v", err)
+	}
+	t.Cleanup(func() { p.Remove() })
+	return p
+}
+
+// TestCgroupFailureRefusesTheProgram is defect 7: a cgroup that cannot be
+// made used to run the program unconfined. It must not run at all.
+func TestCgroupFailureRefusesTheProgram(t *testing.T) {
+	p := cgroupParent(t)
+	marker := filepath.Join(t.TempDir(), "ran")
+	prog := script(t, "touch "+marker+"\n")
+	// The parent vanishes behind the bridge's back.
+	if err := p.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	res := New(Config{Cgroups: p}).Run(context.Background(), job(prog, nil, nil))
+	var se *runner.StartError
+	if !errors.As(res.Err, &se) || se.Kind != runner.StartSandbox || res.Started {
+		t.Fatalf("result %+v, want a sandbox start error", res)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("the program ran without its cgroup")
+	}
+}
+
+// TestCgroupNamesDoNotCollideWithLeftovers is defect 7's other half: names
+// restarted at req-1 after a crash, so a leftover cgroup (EEXIST) disabled
+// the limits. Names carry the bridge's pid, and a collision moves on.
+func TestCgroupNamesDoNotCollideWithLeftovers(t *testing.T) {
+	p := cgroupParent(t)
+	leftover := filepath.Join(p.Path(), "req-"+strconv.Itoa(os.Getpid())+"-1")
+	if err := os.Mkdir(leftover, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Rmdir(leftover) })
+	var out bytes.Buffer
+	res := New(Config{Cgroups: p}).Run(context.Background(), job(script(t, "cat /proc/self/cgroup\n"), &out, nil))
+	if res.Err != nil {
+		t.Fatalf("run: %v", res.Err)
+	}
+	if !strings.Contains(out.String(), "/req-"+strconv.Itoa(os.Getpid())+"-2") {
+		t.Fatalf("program's cgroups:\n%s\nwant it in req-%d-2", out.String(), os.Getpid())
+	}
+}
