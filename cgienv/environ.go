@@ -38,15 +38,7 @@ func Environ(c *Config, params []Param, s *Script, bodyLen int64, osEnviron []st
 	}
 
 	env := make(map[string]string, len(fromParams)+16)
-	for _, kv := range osEnviron {
-		name, value, ok := strings.Cut(kv, "=")
-		if !ok || !validName(name) || strings.ContainsRune(value, 0) || neverPass(name) || !opts.passes(name) {
-			continue
-		}
-		if _, seen := env[name]; !seen { // the first wins, as in getenv(3)
-			env[name] = value
-		}
-	}
+	opts.passThrough(env, osEnviron)
 	for name, value := range fromParams {
 		env[name] = value
 	}
@@ -91,6 +83,47 @@ func Environ(c *Config, params []Param, s *Script, bodyLen int64, osEnviron []st
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+// BaseEnviron is the environment a persistent program (a FastCGI child, an
+// interpreter helper) starts with, before any request: the bridge's own
+// variables on the pass-env list, a default PATH, then SetEnv — never the
+// whole bridge environment. Sorted "NAME=VALUE" strings.
+func BaseEnviron(c *Config, osEnviron []string) ([]string, error) {
+	opts, err := c.envOptions()
+	if err != nil {
+		return nil, fmt.Errorf("cgienv: invalid config: %w", err)
+	}
+	env := make(map[string]string, 16)
+	opts.passThrough(env, osEnviron)
+	if _, ok := env["PATH"]; !ok {
+		env["PATH"] = defaultPath
+	}
+	for _, nv := range opts.set {
+		if !neverPass(nv[0]) {
+			env[nv[0]] = nv[1]
+		}
+	}
+	out := make([]string, 0, len(env))
+	for name, value := range env {
+		out = append(out, name+"="+value)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// passThrough copies the variables of osEnviron that the pass-env list lets
+// through into env.
+func (o envOptions) passThrough(env map[string]string, osEnviron []string) {
+	for _, kv := range osEnviron {
+		name, value, ok := strings.Cut(kv, "=")
+		if !ok || !validName(name) || strings.ContainsRune(value, 0) || neverPass(name) || !o.passes(name) {
+			continue
+		}
+		if _, seen := env[name]; !seen { // the first wins, as in getenv(3)
+			env[name] = value
+		}
+	}
 }
 
 // paramEnv checks every param and returns the ones a script may see, duplicates

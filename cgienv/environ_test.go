@@ -5,6 +5,7 @@ package cgienv
 
 import (
 	"errors"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -229,5 +230,20 @@ func TestMissingArgumentsAndInvalidConfigAreNotRefusals(t *testing.T) {
 	var e *Error
 	if err == nil || errors.As(err, &e) || !strings.Contains(err.Error(), "--root") {
 		t.Errorf("Resolve with an invalid Config = %v, want a plain error naming --root", err)
+	}
+}
+
+func TestBaseEnvironIsTheAllowlistOnly(t *testing.T) {
+	c := &Config{Root: t.TempDir(), PassEnv: []string{"PATH", "LC_*", "MAPSERVER_CONFIG_FILE"}, SetEnv: []string{"MUNIN_CONFIG=/etc/munin/munin.conf"}}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := BaseEnviron(c, []string{"PATH=/bin", "HOME=/root", "LC_ALL=C", "MAPSERVER_CONFIG_FILE=/etc/ms.conf", "LD_PRELOAD=/x.so", "LISTEN_FDS=1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"LC_ALL=C", "MAPSERVER_CONFIG_FILE=/etc/ms.conf", "MUNIN_CONFIG=/etc/munin/munin.conf", "PATH=/bin"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("BaseEnviron = %q, want %q", got, want)
 	}
 }
