@@ -6,11 +6,7 @@ package execrun
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"strconv"
 	"sync/atomic"
 
 	"github.com/cgibridge/cgibridge/bridge/process"
@@ -34,7 +30,6 @@ type Config struct {
 // Runner starts one process per job.
 type Runner struct {
 	cfg atomic.Pointer[Config]
-	seq atomic.Uint64
 }
 
 // New returns an exec runner.
@@ -101,21 +96,11 @@ func (e *Runner) Run(ctx context.Context, job *runner.Job) runner.Result {
 	return process.Supervise(ctx, child, pipes, job.Stdout, job.Stderr, c.Grace)
 }
 
-// cgroup makes the program's cgroup. Names carry the bridge's pid, so a
-// cgroup left behind by a crashed bridge never collides with a new one.
+// cgroup makes the program's cgroup.
 func (e *Runner) cgroup(c *Config) (int, func() error, error) {
-	prefix := "req-" + strconv.Itoa(os.Getpid()) + "-"
-	var lastErr error
-	for range 3 {
-		name := prefix + strconv.FormatUint(e.seq.Add(1), 10)
-		fd, cleanup, err := c.Cgroups.NewChild(name, c.MemoryMax, c.PidsMax)
-		if err == nil {
-			return fd, cleanup, nil
-		}
-		lastErr = err
-		if !errors.Is(err, fs.ErrExist) {
-			break
-		}
+	fd, cleanup, err := c.Cgroups.NewUnique("req", c.MemoryMax, c.PidsMax)
+	if err != nil {
+		return -1, nil, fmt.Errorf("create the program's cgroup: %w", err)
 	}
-	return -1, nil, fmt.Errorf("create the program's cgroup: %w", lastErr)
+	return fd, cleanup, nil
 }

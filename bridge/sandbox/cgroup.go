@@ -9,11 +9,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -23,6 +26,7 @@ import (
 type CgroupParent struct {
 	path        string   // absolute file system path of the parent cgroup
 	controllers []string // controllers enabled for children (cgroup.subtree_control)
+	seq         atomic.Uint64
 }
 
 // DefaultCgroupDir is the parent OpenCgroupParent uses for an empty dir: a child of the
@@ -143,6 +147,20 @@ func (p *CgroupParent) NewChild(name string, memMax, pidsMax uint64) (fd int, cl
 		return cleanupErr
 	}
 	return fd, cleanup, nil
+}
+
+// NewUnique makes a child cgroup named kind-<bridge pid>-<n>, as NewChild
+// does. The pid keeps a cgroup left behind by a crashed bridge from colliding
+// with a new one; a name taken anyway (EEXIST) moves on to the next n.
+func (p *CgroupParent) NewUnique(kind string, memMax, pidsMax uint64) (fd int, cleanup func() error, err error) {
+	prefix := kind + "-" + strconv.Itoa(os.Getpid()) + "-"
+	for range 3 {
+		fd, cleanup, err = p.NewChild(prefix+strconv.FormatUint(p.seq.Add(1), 10), memMax, pidsMax)
+		if !errors.Is(err, fs.ErrExist) {
+			break
+		}
+	}
+	return fd, cleanup, err
 }
 
 // removeChild closes fd, kills every process left in dir and removes it.
