@@ -28,7 +28,15 @@ type ClientConn struct {
 	buf []byte
 
 	broken atomic.Bool
+
+	// Strict makes Do fail with ErrProtocol on any record that is not
+	// STDOUT, STDERR or END_REQUEST of its own request: a client that is an
+	// application's only peer (a warm child's) knows nothing else can come.
+	Strict bool
 }
+
+// ErrProtocol means the application sent a record it must not have sent.
+var ErrProtocol = errors.New("fcgi: protocol violation by the application")
 
 // NewClientConn wraps an established connection.
 func NewClientConn(c net.Conn) *ClientConn {
@@ -269,6 +277,9 @@ func (c *ClientConn) readResponse(id uint16, stdout, stderr io.Writer) (EndReque
 			return EndRequest{}, fmt.Errorf("%w: %w", ErrNoEnd, err)
 		}
 		if rec.RequestID != id {
+			if c.Strict {
+				return EndRequest{}, fmt.Errorf("%w: %v record for request %d, not %d", ErrProtocol, rec.Type, rec.RequestID, id)
+			}
 			continue
 		}
 		switch rec.Type {
@@ -286,6 +297,10 @@ func (c *ClientConn) readResponse(id uint16, stdout, stderr io.Writer) (EndReque
 			}
 		case TypeEndRequest:
 			return ParseEndRequest(rec.Content)
+		default:
+			if c.Strict {
+				return EndRequest{}, fmt.Errorf("%w: unexpected %v record", ErrProtocol, rec.Type)
+			}
 		}
 	}
 }

@@ -6,10 +6,13 @@ package fcgi
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
+	"net"
 	"slices"
 	"testing"
+	"time"
 )
 
 // FuzzReader feeds arbitrary bytes to the Reader. Whatever it accepts must be
@@ -102,6 +105,41 @@ func FuzzPairs(f *testing.F) {
 		}
 		if !slices.Equal(again, pairs) {
 			t.Fatalf("re-encoded pairs decode to %q, want %q", again, pairs)
+		}
+	})
+}
+
+// FuzzClientResponse feeds arbitrary bytes to Do as a warm child's answer:
+// whatever a malicious or broken application sends, Do returns — with an
+// error or a response — and never panics or hangs.
+func FuzzClientResponse(f *testing.F) {
+	ok := AppendRecord(nil, TypeStdout, 1, []byte("Status: 200\r\n\r\nhi"))
+	ok = AppendRecord(ok, TypeStdout, 1, nil)
+	ok = AppendRecord(ok, TypeEndRequest, 1, AppendEndRequest(nil, EndRequest{}))
+	f.Add(ok)
+	f.Add(AppendRecord(nil, TypeEndRequest, 2, AppendEndRequest(nil, EndRequest{})))
+	f.Add(append(AppendHeader(nil, TypeStdout, 1, 100), "short"...))
+	f.Add([]byte("HTTP/1.1 200 OK\r\n\r\n"))
+	f.Add([]byte{})
+	f.Add(AppendRecord(nil, TypeGetValuesResult, 0, AppendPair(nil, MaxConns, "1")))
+	f.Fuzz(func(t *testing.T, reply []byte) {
+		for _, strict := range []bool{false, true} {
+			client, app := net.Pipe()
+			go func() {
+				defer app.Close()
+				go io.Copy(io.Discard, app)
+				app.Write(reply)
+			}()
+			c := NewClientConn(client)
+			c.Strict = strict
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, err := c.Do(ctx, 1, RoleResponder, false, []Pair{{Name: "A", Value: "b"}}, nil, io.Discard, io.Discard)
+			timedOut := ctx.Err() != nil
+			cancel()
+			client.Close()
+			if timedOut {
+				t.Fatalf("Do hung on %q (strict %v): %v", reply, strict, err)
+			}
 		}
 	})
 }
