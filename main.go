@@ -5,6 +5,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -57,6 +58,11 @@ type ServeCmd struct {
 	Interpreter     []string      `help:"Run files with extension EXT through CMD, no shebang or exec bit needed (repeatable; EXT= with no command removes a default). Defaults: .py=python3 .pl=perl .sh=sh .php=php-cgi .rb=ruby." placeholder:"EXT=CMD" group:"Programs"`
 	PassEnv         []string      `help:"Pass this variable of the bridge's own environment to programs (repeatable; NAME_* patterns allowed). PATH, LANG, LC_* and TZ always pass." placeholder:"NAME" group:"Programs"`
 	SetEnv          []string      `help:"Set NAME=VALUE in every program's environment (repeatable)." sep:"none" placeholder:"NAME=VALUE" group:"Programs"`
+	FastCGI         []string      `name:"fastcgi" help:"Programs that speak FastCGI themselves, served by a pool of persistent children (repeatable): a shell pattern on the path under --root ('*' does not match '/'), or an absolute one for an --allow path. Scripts run through an interpreter match by their own path; *.php runs one pool of php-cgi for every PHP script." placeholder:"GLOB" group:"Warm mode"`
+	FastCGIProcs    int           `name:"fastcgi-procs" help:"Children per FastCGI program at most; more requests wait in the queue (--queue-timeout), then 503. Default: the number of CPUs, at least 2." group:"Warm mode"`
+	FastCGIMaxReqs  int           `name:"fastcgi-max-requests" help:"Replace a FastCGI child after this many requests (0: never)." group:"Warm mode"`
+	FastCGIIdle     time.Duration `name:"fastcgi-idle" help:"Stop a FastCGI child idle this long (0: never)." default:"5m" group:"Warm mode"`
+	FastCGIEnv      []string      `name:"fastcgi-env" help:"Set NAME=VALUE in the start environment of the FastCGI programs matching GLOB (repeatable), for configuration read before their accept loop, e.g. mapserv:MAPSERVER_CONFIG_FILE=/etc/mapserver.map. They start with --pass-env's variables and --set-env otherwise." sep:"none" placeholder:"GLOB:NAME=VALUE" group:"Warm mode"`
 	Stderr          string        `help:"Where programs' standard error goes: log (the bridge's log), fcgi (FastCGI STDERR records: the web server's error log) or both." enum:"log,fcgi,both" default:"both" group:"Programs"`
 	Timeout         time.Duration `help:"Per-request time limit; then SIGTERM to the program's process group, a grace period, SIGKILL, and 504. 0 disables." default:"60s" group:"Limits"`
 	KillGrace       time.Duration `help:"Time between SIGTERM and SIGKILL." default:"3s" group:"Limits"`
@@ -228,6 +234,13 @@ func (s *ServeCmd) options() (*daemon.Options, hclog.Logger, error) {
 			Shim:      self,
 			MemoryMax: uint64(s.CgroupMemory),
 			PidsMax:   s.CgroupPids,
+		},
+		FastCGI: daemon.FastCGIOptions{
+			Globs:       s.FastCGI,
+			Procs:       cmp.Or(s.FastCGIProcs, max(runtime.NumCPU(), 2)),
+			MaxRequests: s.FastCGIMaxReqs,
+			Idle:        s.FastCGIIdle,
+			Env:         s.FastCGIEnv,
 		},
 		MaxConns:        s.MaxConns,
 		MaxBodyBytes:    int64(s.MaxBody),

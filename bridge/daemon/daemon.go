@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/cgibridge/cgibridge/bridge"
@@ -18,10 +19,12 @@ import (
 	"github.com/cgibridge/cgibridge/bridge/devfront"
 	"github.com/cgibridge/cgibridge/bridge/execrun"
 	"github.com/cgibridge/cgibridge/bridge/listen"
+	"github.com/cgibridge/cgibridge/bridge/pool"
 	"github.com/cgibridge/cgibridge/bridge/process"
 	"github.com/cgibridge/cgibridge/bridge/runner"
 	"github.com/cgibridge/cgibridge/bridge/sandbox"
 	"github.com/cgibridge/cgibridge/bridge/status"
+	"github.com/cgibridge/cgibridge/cgienv"
 	"github.com/cgibridge/cgibridge/watcher"
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
@@ -33,6 +36,7 @@ type Daemon struct {
 	opts      *Options
 	stats     *status.Stats
 	exec      *execrun.Runner
+	pools     *pool.Runner
 	execLimit *runner.Limiter
 	disp      *runner.Dispatcher
 	handler   *cgi.Handler
@@ -55,9 +59,15 @@ func New(opts *Options, log hclog.Logger) (*Daemon, error) {
 	d.sigs = make(chan os.Signal, 4)
 	signal.Notify(d.sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	d.execLimit = runner.NewLimiter(opts.Exec.MaxProcs, queueLen(opts.Exec.MaxProcs))
-	d.disp = runner.NewDispatcher(d.routes(opts), opts.Exec.QueueWait, d.stats)
+	routes, err := d.routes(opts)
+	if err != nil {
+		signal.Stop(d.sigs)
+		return nil, err
+	}
+	d.disp = runner.NewDispatcher(routes, opts.Exec.QueueWait, d.stats)
 	h, err := cgi.New(&opts.CGI, d.disp, log.Named("cgi"), d.stats)
 	if err != nil {
+		d.disp.Close(context.Background())
 		signal.Stop(d.sigs)
 		return nil, err
 	}
@@ -84,10 +94,54 @@ func New(opts *Options, log hclog.Logger) (*Daemon, error) {
 
 func queueLen(maxProcs int) int { return 4 * maxProcs }
 
-// routes builds the dispatcher's routes: exec mode takes every job.
-func (d *Daemon) routes(opts *Options) []runner.Route {
+// routes builds the dispatcher's routes: the warm runners for the programs
+// they match, then exec mode, which takes every job (and what a warm runner
+// cannot serve).
+func (d *Daemon) routes(opts *Options) ([]runner.Route, error) {
+	var routes []runner.Route
+	if len(opts.FastCGI.Globs) > 0 {
+		pools, err := d.newPools(opts)
+		if err != nil {
+			return nil, err
+		}
+		d.pools = pools
+		routes = append(routes, runner.Route{Match: pools.Match, Runner: pools})
+	}
 	d.exec = execrun.New(execConfig(&opts.Exec))
-	return []runner.Route{{Runner: d.exec, Limiter: d.execLimit}}
+	return append(routes, runner.Route{Runner: d.exec, Limiter: d.execLimit}), nil
+}
+
+func (d *Daemon) newPools(opts *Options) (*pool.Runner, error) {
+	env, err := cgienv.BaseEnviron(&opts.CGI.Env, os.Environ())
+	if err != nil {
+		return nil, err
+	}
+	var progEnv []pool.ProgramEnv
+	for _, e := range opts.FastCGI.Env {
+		glob, nv, ok := strings.Cut(e, ":")
+		name, _, hasValue := strings.Cut(nv, "=")
+		if !ok || glob == "" || !hasValue || name == "" || strings.ContainsRune(name, 0) {
+			return nil, fmt.Errorf("--fastcgi-env %q: want GLOB:NAME=VALUE, e.g. mapserv:MAPSERVER_CONFIG_FILE=/etc/mapserver.map", e)
+		}
+		progEnv = append(progEnv, pool.ProgramEnv{Glob: glob, NameValue: nv})
+	}
+	return pool.New(pool.Config{
+		Globs:       opts.FastCGI.Globs,
+		Root:        opts.CGI.Env.Root,
+		Procs:       opts.FastCGI.Procs,
+		QueueWait:   opts.Exec.QueueWait,
+		MaxRequests: opts.FastCGI.MaxRequests,
+		Idle:        opts.FastCGI.Idle,
+		Grace:       opts.Exec.KillGrace,
+		Env:         env,
+		ProgramEnv:  progEnv,
+		Limits:      opts.Exec.Limits,
+		Shim:        opts.Exec.Shim,
+		Cgroups:     opts.Exec.Cgroups,
+		MemoryMax:   opts.Exec.MemoryMax,
+		PidsMax:     opts.Exec.PidsMax,
+		Log:         d.log.Named("fastcgi"),
+	})
 }
 
 func execConfig(o *ExecOptions) execrun.Config {
@@ -338,4 +392,5 @@ func (d *Daemon) warnRestartOnly(next *Options) {
 	changed("--max-spool", next.MaxSpoolBytes != cur.MaxSpoolBytes)
 	changed("--params-timeout/--idle-timeout", next.ParamsTimeout != cur.ParamsTimeout || next.IdleTimeout != cur.IdleTimeout)
 	changed("--shutdown-timeout", next.ShutdownTimeout != cur.ShutdownTimeout)
+	changed("--fastcgi*", fmt.Sprint(next.FastCGI) != fmt.Sprint(cur.FastCGI))
 }

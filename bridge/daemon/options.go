@@ -22,6 +22,7 @@ type Options struct {
 	ListenOpts listen.Options
 	CGI        cgi.Config
 	Exec       ExecOptions
+	FastCGI    FastCGIOptions
 
 	MaxConns       int
 	MaxBodyBytes   int64
@@ -59,4 +60,14 @@ type ExecOptions struct {
 	// Cgroups, when set, gives each program a cgroup with these limits.
 	Cgroups            *sandbox.CgroupParent
 	MemoryMax, PidsMax uint64
+}
+
+// FastCGIOptions configure the pools of persistent FastCGI children.
+type FastCGIOptions struct {
+	Globs       []string // --fastcgi; none: no pools
+	Procs       int
+	MaxRequests int
+	Idle        time.Duration
+	// Env is --fastcgi-env: GLOB:NAME=VALUE.
+	Env []string
 }
