@@ -426,6 +426,12 @@ func (c *conn) run(r *Request) {
 	inputDone := r.waitInput()
 	cause := context.Cause(r.ctx)
 	answer := inputDone || errors.Is(cause, ErrAborted) || errors.Is(cause, ErrShutdown)
+	// The handler is done with the body: give its bytes back to the
+	// bridge-wide budget before END_REQUEST goes out, so a request the web
+	// server sends once it has read the end finds them free. (STDIN that
+	// still arrives for an aborted request is discarded by the released
+	// spool.)
+	r.Body.release()
 
 	// Free the id before END_REQUEST goes out: nginx reuses id 1 for its
 	// next request on a kept connection as soon as it has read it.
@@ -456,7 +462,6 @@ func (c *conn) run(r *Request) {
 		}
 	}
 	r.abort(context.Canceled) // release anything still waiting on the request
-	r.Body.release()
 	if closeNow {
 		c.close()
 	}

@@ -268,8 +268,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// Active returns the number of open connections.
+// Active returns the number of open connections. It may be called at any
+// time, also while the first Serve starts.
 func (s *Server) Active() int {
+	s.init()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.active)

@@ -72,11 +72,15 @@ func TestLimiterRaisedLimitWakesWaiters(t *testing.T) {
 		err := l.Acquire(context.Background(), 5*time.Second)
 		got <- err
 	}()
-	for {
+	// Bounded, so a waiter that never queues fails the test instead of
+	// hanging it until the package timeout.
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(time.Millisecond) {
 		if _, q := l.Counts(); q == 1 {
 			break
 		}
-		time.Sleep(time.Millisecond)
+		if time.Now().After(deadline) {
+			t.Fatal("second caller never queued")
+		}
 	}
 	l.SetLimit(2, 8)
 	select {

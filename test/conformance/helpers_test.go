@@ -70,6 +70,8 @@ type probe struct {
 	ended   atomic.Int32
 	refused atomic.Int32
 	params  atomic.Int32
+	// endedParams sums the params of all those calls.
+	endedParams atomic.Int32
 	// returned is when ServeFCGI last returned (UnixNano).
 	returned atomic.Int64
 }
@@ -88,6 +90,7 @@ func (p *probe) ServeFCGI(r *bridge.Request) uint32 {
 		p.ended.Add(1)
 		p.refused.Store(int32(r.Refused()))
 		p.params.Store(int32(len(r.Params)))
+		p.endedParams.Add(int32(len(r.Params)))
 		return 0
 	}
 	select {
@@ -144,6 +147,28 @@ func (p *probe) ServeFCGI(r *bridge.Request) uint32 {
 			return 1
 		}
 		io.WriteString(r.Stdout, "b")
+		return 0
+	case "flood":
+		// A large response, written as fast as the web server takes it:
+		// against a client that never reads, a write blocks.
+		io.WriteString(r.Stdout, okHeader)
+		chunk := bytes.Repeat([]byte("f"), 64<<10)
+		for range 1024 { // 64 MiB at most
+			if _, err := r.Stdout.Write(chunk); err != nil {
+				return 1
+			}
+		}
+		return 0
+	case "appstatus":
+		// A normal response with an application status of its own.
+		if _, err := r.Body.Wait(ctx); err != nil {
+			return 1
+		}
+		io.WriteString(r.Stdout, okHeader+"status 7")
+		return 7
+	case "refuse":
+		// A short answer of the bridge's own, given by the handler.
+		r.Refuse(503, "refused by the handler")
 		return 0
 	case "sleep":
 		select {

@@ -155,7 +155,10 @@ func TestOutputHeldUntilStdinEnds(t *testing.T) {
 	must(t, c.WriteParams(1, mode("bigfirst")))
 	ts.probe.waitStarted(t)
 	// Like nginx: the body in 8 KiB records, at a modest pace, without
-	// reading anything until it has all been sent.
+	// reading anything until it has all been sent. A server whose reader
+	// waited on the blocked handler would stop reading and block these
+	// writes forever: the deadline makes that a failure, not a hang.
+	c.Conn().SetWriteDeadline(time.Now().Add(ioTimeout))
 	for off := 0; off < len(body); off += 8192 {
 		must(t, c.WriteRecord(fcgi.TypeStdin, 1, body[off:off+8192]))
 		if off%(256<<10) == 0 {
