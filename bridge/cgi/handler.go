@@ -4,6 +4,8 @@
 package cgi
 
 import (
+	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,6 +32,7 @@ type Handler struct {
 	cfg     atomic.Pointer[Config]
 	environ []string
 	paths   sync.Map // interpreter name -> path
+	served  servedScripts
 }
 
 // New validates cfg and returns a handler that runs jobs through disp.
@@ -101,9 +104,13 @@ func (h *Handler) serveOnce(x *exchange, cfg *Config, params []cgienv.Param, red
 	ctx := r.Context()
 	script, err := cgienv.Resolve(&cfg.Env, params)
 	if err != nil {
+		script, err = h.settle(ctx, cfg, params, err)
+	}
+	if err != nil {
 		h.refuseResolve(x, err)
 		return ""
 	}
+	h.served.note(script.Filename)
 	x.script = script.Filename
 	log := x.log.With("script", script.Filename)
 
@@ -207,4 +214,64 @@ func ownerRoot(cfg *Config, path string) string {
 		return cfg.Env.Root
 	}
 	return filepath.Dir(path)
+}
+
+// A deploy replaces a program in steps: `install` removes it, writes the new
+// one and only then makes it executable; `git checkout` removes and writes
+// it. A request that arrives in between would be a 404 or 403 although the
+// program was served a moment ago and is served again a moment later. So a
+// refusal of a script that was served recently waits briefly for the file to
+// settle before it stands; one that really went stays refused, at the cost
+// of settleWait once.
+const (
+	settleWait   = 200 * time.Millisecond
+	settleRecent = 10 * time.Minute
+	maxServed    = 10000
+)
+
+// settle resolves the request again while a recently served script is
+// missing or not executable, until settleWait has passed.
+func (h *Handler) settle(ctx context.Context, cfg *Config, params []cgienv.Param, err error) (*cgienv.Script, error) {
+	var ce *cgienv.Error
+	if !errors.As(err, &ce) || (ce.Status != 404 && ce.Status != 403) || !h.served.recent(ce.Path) {
+		return nil, err
+	}
+	deadline := time.Now().Add(settleWait)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(2 * time.Millisecond)
+		script, rerr := cgienv.Resolve(&cfg.Env, params)
+		if rerr == nil {
+			return script, nil
+		}
+	}
+	h.served.forget(ce.Path)
+	return nil, err
+}
+
+// servedScripts remembers when each script was last served, coarsely.
+type servedScripts struct {
+	m sync.Map // path -> unix seconds
+	n atomic.Int64
+}
+
+func (s *servedScripts) note(path string) {
+	now := time.Now().Unix()
+	if v, ok := s.m.Load(path); ok && v.(int64) == now {
+		return
+	}
+	if _, loaded := s.m.Swap(path, now); !loaded && s.n.Add(1) > maxServed {
+		s.m.Clear()
+		s.n.Store(0)
+	}
+}
+
+func (s *servedScripts) recent(path string) bool {
+	v, ok := s.m.Load(path)
+	return ok && time.Since(time.Unix(v.(int64), 0)) < settleRecent
+}
+
+func (s *servedScripts) forget(path string) {
+	if _, ok := s.m.LoadAndDelete(path); ok {
+		s.n.Add(-1)
+	}
 }

@@ -342,3 +342,34 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestRecentlyServedScriptSettles: a script that was served a moment ago and
+// is being replaced (install removes it, writes it, then makes it
+// executable) is waited for briefly instead of answered 404 or 403; one that
+// really went stays refused.
+func TestRecentlyServedScriptSettles(t *testing.T) {
+	b := newBed(t, 10*time.Second, time.Second)
+	path := filepath.Join(b.root, "app.cgi")
+	b.script(t, "app.cgi", "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\nv1'\n")
+	if r := b.get(t, "app.cgi"); !strings.HasSuffix(r.stdout, "v1") {
+		t.Fatalf("first: %q", r.stdout)
+	}
+	os.Remove(path)
+	go func() {
+		time.Sleep(30 * time.Millisecond)
+		os.WriteFile(path, []byte("#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\nv2'\n"), 0o600)
+		time.Sleep(30 * time.Millisecond)
+		os.Chmod(path, 0o755)
+	}()
+	if r := b.get(t, "app.cgi"); !strings.HasSuffix(r.stdout, "v2") {
+		t.Fatalf("during the replacement: %q, want the new version", r.stdout)
+	}
+	os.Remove(path)
+	if r := b.get(t, "app.cgi"); !strings.HasPrefix(r.stdout, "Status: 404") {
+		t.Fatalf("after a real removal: %q, want 404", r.stdout)
+	}
+	start := time.Now()
+	if r := b.get(t, "app.cgi"); !strings.HasPrefix(r.stdout, "Status: 404") || time.Since(start) > settleWait/2 {
+		t.Fatalf("a script known gone: %q after %v, want a prompt 404", r.stdout, time.Since(start))
+	}
+}

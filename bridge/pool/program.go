@@ -171,10 +171,12 @@ func (p *program) run(ctx context.Context, job *runner.Job) runner.Result {
 			return runner.Result{Err: err}
 		}
 		res, again := p.serve(ctx, c, job)
-		if again && attempt < 3 {
-			continue
+		if !again {
+			return res
 		}
-		return res
+		if attempt == 3 {
+			return runner.Result{Err: fmt.Errorf("FastCGI program %s: no child took the request in %d tries: %w", p.spec.name, attempt+1, runner.ErrUnavailable)}
+		}
 	}
 }
 
@@ -231,8 +233,9 @@ func (p *program) serve(ctx context.Context, c *child, job *runner.Job) (runner.
 	nc, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: c.sock, Net: "unix"})
 	if err != nil {
 		// The child exited between requests (php-cgi after
-		// PHP_FCGI_MAX_REQUESTS, gitweb after 100): its socket is closed.
-		p.release(c, false)
+		// PHP_FCGI_MAX_REQUESTS, gitweb after 100), or is exiting: its
+		// socket is closed.
+		p.release(c, true)
 		return res, true
 	}
 	var body io.Reader
@@ -287,7 +290,7 @@ func (p *program) serve(ctx context.Context, c *child, job *runner.Job) (runner.
 			// never read it (the exit raced the connect): another child
 			// gets the request.
 			p.log.Debug("FastCGI child exited as the request arrived; retrying on another", "pid", c.pid)
-			return res, true
+			return runner.Result{}, true
 		}
 	}
 	res.Err = &runner.ChildError{PID: c.pid, Exit: exit, Err: err}
