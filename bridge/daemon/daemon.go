@@ -105,6 +105,18 @@ func (d *Daemon) routes(opts *Options) ([]runner.Route, error) {
 			return nil, err
 		}
 		d.pools = pools
+		d.stats.AddWarm(func() []status.Warm {
+			var out []status.Warm
+			for _, p := range pools.Status() {
+				out = append(out, status.Warm{
+					Runner: "fastcgi", Program: p.Program, Generation: p.Generation,
+					Busy: p.Busy, Idle: p.Idle, Draining: p.Draining,
+					Requests: p.Requests, Started: p.Started, Crashes: p.Crashes,
+					LastExit: p.LastExit, Failing: p.Failing,
+				})
+			}
+			return out
+		})
 		routes = append(routes, runner.Route{Match: pools.Match, Runner: pools})
 	}
 	d.exec = execrun.New(execConfig(&opts.Exec))

@@ -70,15 +70,22 @@ func (h *handler) serveMetrics(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (h *handler) serveStatus(w http.ResponseWriter, r *http.Request) {
-	fields := statusFields(h.s.Snapshot())
+	snap := h.s.Snapshot()
+	fields := statusFields(snap)
 	var body []byte
 	// PHP-FPM selects JSON with a bare "?json"; accept that and "?json=1" alike.
 	if r.URL.Query().Has("json") {
 		w.Header().Set("Content-Type", "application/json")
+		if snap.Warm != nil {
+			fields = append(fields, statusField{"warm", snap.Warm})
+		}
 		body = appendStatusJSON(fields)
 	} else {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		body = appendStatusText(fields)
+		var b bytes.Buffer
+		b.Write(appendStatusText(fields))
+		appendWarmText(&b, snap.Warm)
+		body = b.Bytes()
 	}
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	_, _ = w.Write(body)
@@ -153,7 +160,8 @@ func appendStatusJSON(fields []statusField) []byte {
 			v = t.Unix()
 		}
 		key, _ := json.Marshal(f.key)
-		// Every value is an integer or a map of integers: Marshal cannot fail.
+		// Every value is an integer, a map of integers or the warm units'
+		// plain structs: Marshal cannot fail.
 		val, _ := json.Marshal(v)
 		b.Write(key)
 		b.WriteByte(':')

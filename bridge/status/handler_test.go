@@ -291,3 +291,43 @@ func TestMetricsOfFreshStatsAreWellFormed(t *testing.T) {
 		t.Error("cgibridge_requests_total is not declared")
 	}
 }
+
+func TestWarmUnitsOnEveryPage(t *testing.T) {
+	s := New(4, nil)
+	s.AddWarm(func() []Warm {
+		return []Warm{{Runner: "fastcgi", Program: `/srv/cgi-bin/odd "name"\x.fcgi`, Generation: 3, Busy: 1, Idle: 2, Draining: 1,
+			Requests: 42, Started: 5, Crashes: 1, LastExit: "signal KILL", Cold: map[string]uint64{"no helper ready": 2}}}
+	})
+	h := Handler(s)
+	text := get(t, h, "GET", "/status").Body.String()
+	for _, want := range []string{"fastcgi /srv/cgi-bin/odd", "generation: 3", "busy: 1", "idle: 2", "draining: 1", "requests: 42", "crashes: 1", "last exit: signal KILL", "cold (no helper ready): 2"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("text status lacks %q:\n%s", want, text)
+		}
+	}
+	var page struct {
+		Warm []Warm `json:"warm"`
+	}
+	if err := json.Unmarshal(get(t, h, "GET", "/status?json").Body.Bytes(), &page); err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Warm) != 1 || page.Warm[0].Requests != 42 || page.Warm[0].Generation != 3 {
+		t.Errorf("JSON warm units: %+v", page.Warm)
+	}
+	series, err := checkExposition(get(t, h, "GET", "/metrics").Body.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := `program="/srv/cgi-bin/odd \"name\"\\x.fcgi",runner="fastcgi"`
+	for k, want := range map[string]float64{
+		`cgibridge_warm_processes{` + id + `,state="idle"}`: 2,
+		`cgibridge_warm_requests_total{` + id + `}`:         42,
+		`cgibridge_warm_generation{` + id + `}`:             3,
+		`cgibridge_warm_cold_requests_total{program="/srv/cgi-bin/odd \"name\"\\x.fcgi",reason="no helper ready",runner="fastcgi"}`: 2,
+		`cgibridge_warm_crashes_total{` + id + `}`: 1,
+	} {
+		if got, ok := series[k]; !ok || got != want {
+			t.Errorf("%s = %v (%v), want %v", k, got, ok, want)
+		}
+	}
+}

@@ -11,8 +11,9 @@ import (
 // metricsContentType is what Prometheus expects for the 0.0.4 text format.
 const metricsContentType = "text/plain; version=0.0.4; charset=utf-8"
 
-// promWriter appends metric families to a buffer. Help texts and label values
-// are this package's own constants and integers, so nothing needs escaping.
+// promWriter appends metric families to a buffer. Help texts are this
+// package's own constants; label values that come from outside (program
+// paths) are escaped by label.
 type promWriter struct{ b bytes.Buffer }
 
 // family writes the HELP and TYPE lines that open a metric family.
@@ -89,6 +90,7 @@ func appendMetrics(snap Snapshot) []byte {
 	p.sample(hist+"_count", "", float64(snap.Duration.Count))
 
 	p.single("cgibridge_uptime_seconds", "gauge", "Seconds since the bridge started.", snap.Uptime.Seconds())
+	appendWarmMetrics(&p, snap.Warm)
 	p.single("cgibridge_start_time_seconds", "gauge", "Start time of the bridge since the Unix epoch in seconds.",
 		float64(snap.StartTime.Unix())+float64(snap.StartTime.Nanosecond())/1e9)
 	return p.b.Bytes()

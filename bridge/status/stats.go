@@ -99,6 +99,8 @@ type Stats struct {
 	// overflows after 292 years of summed request time, which 64 busy slots
 	// reach in under five years of uptime.
 	sumMicros atomic.Uint64
+
+	warm atomic.Pointer[[]warmSource]
 }
 
 // New returns Stats that start counting now. maxProcs is the configured
@@ -270,6 +272,8 @@ type Snapshot struct {
 	BytesOut uint64 // response body bytes sent
 
 	Duration Histogram // request durations
+
+	Warm []Warm // the warm runners' units, as they report them
 }
 
 // Histogram is a cumulative request-duration histogram in Prometheus's shape.
@@ -331,6 +335,7 @@ func (s *Stats) Snapshot() Snapshot {
 		snap.Duration.Buckets = append(snap.Duration.Buckets, Bucket{UpperBound: bound, Count: cum})
 	}
 	snap.Duration.Count = cum
+	snap.Warm = s.warmUnits()
 	snap.Duration.Sum = float64(s.sumMicros.Load()) / 1e6
 	return snap
 }

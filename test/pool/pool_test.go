@@ -410,3 +410,47 @@ func writeFile(t *testing.T, path, content string) {
 		t.Fatal(err)
 	}
 }
+
+// TestStatusPageShowsPools: the status page, its JSON and /metrics show each
+// pool with its generation, children and counters.
+func TestStatusPageShowsPools(t *testing.T) {
+	port, err := harness.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	b := newBed(t, "--fastcgi", "hello.fcgi", "--status", addr)
+	for range 5 {
+		b.get(t, "hello.fcgi")
+	}
+	page := func(path string) string {
+		resp, err := client.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var sb strings.Builder
+		buf := make([]byte, 4096)
+		for {
+			n, err := resp.Body.Read(buf)
+			sb.Write(buf[:n])
+			if err != nil {
+				break
+			}
+		}
+		return sb.String()
+	}
+	prog := filepath.Join(b.root, "hello.fcgi")
+	text := page("/status")
+	for _, want := range []string{"fastcgi " + prog + ":", "generation: 1", "idle: 1", "requests: 5", "processes started: 1"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("status page lacks %q:\n%s", want, text)
+		}
+	}
+	if js := page("/status?json"); !strings.Contains(js, `"program":"`+prog+`"`) || !strings.Contains(js, `"requests":5`) {
+		t.Errorf("JSON status: %s", js)
+	}
+	if m := page("/metrics"); !strings.Contains(m, `cgibridge_warm_requests_total{runner="fastcgi",program="`+prog+`"} 5`) {
+		t.Errorf("metrics lack the pool's requests:\n%s", m)
+	}
+}
