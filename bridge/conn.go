@@ -27,11 +27,11 @@ import (
 )
 
 type conn struct {
-	srv *Server
-	nc  net.Conn
-	log hclog.Logger
-	br  *bufio.Reader
-	rd  *fcgi.Reader
+	srv  *Server
+	nc   net.Conn
+	logv atomic.Pointer[hclog.Logger] // made on first use: see logger
+	br   *bufio.Reader
+	rd   *fcgi.Reader
 
 	wmu  sync.Mutex
 	wbuf []byte
@@ -70,7 +70,6 @@ func newConn(s *Server, nc net.Conn) *conn {
 	return &conn{
 		srv:      s,
 		nc:       nc,
-		log:      s.Log.With("peer", peerName(nc)),
 		br:       cr.br,
 		rd:       cr.rd,
 		accepted: time.Now(),
@@ -85,6 +84,18 @@ func (c *conn) releaseReader() {
 	c.br, c.rd = nil, nil
 }
 
+// logger returns the connection's logger, the server's with peer set. It is
+// made on first use: a connection that logs nothing (nearly all) costs no
+// logger.
+func (c *conn) logger() hclog.Logger {
+	if l := c.logv.Load(); l != nil {
+		return *l
+	}
+	l := c.srv.Log.With("peer", peerName(c.nc))
+	c.logv.CompareAndSwap(nil, &l)
+	return *c.logv.Load()
+}
+
 func peerName(nc net.Conn) string {
 	if a := nc.RemoteAddr(); a != nil && a.String() != "" && a.String() != "@" {
 		return a.String()
@@ -95,17 +106,21 @@ func peerName(nc net.Conn) string {
 // serve runs the reader loop until the connection ends, then aborts what is
 // still in flight and waits for every request's goroutine.
 func (c *conn) serve() {
-	c.log.Trace("connection opened")
+	if c.srv.Log.IsTrace() {
+		c.logger().Trace("connection opened")
+	}
 	err := c.readLoop()
 	switch {
 	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
-		c.log.Trace("connection closed")
+		if c.srv.Log.IsTrace() {
+			c.logger().Trace("connection closed")
+		}
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		c.log.Debug("connection closed: peer idle or stalled", "error", err)
+		c.logger().Debug("connection closed: peer idle or stalled", "error", err)
 	case errors.Is(err, errMalformed), errors.Is(err, fcgi.ErrVersion), errors.Is(err, io.ErrUnexpectedEOF):
-		c.log.Warn("closing connection: bad FastCGI input", "error", err)
+		c.logger().Warn("closing connection: bad FastCGI input", "error", err)
 	default:
-		c.log.Debug("connection ended", "error", err)
+		c.logger().Debug("connection ended", "error", err)
 	}
 	c.mu.Lock()
 	for id, r := range c.reqs {
@@ -229,7 +244,7 @@ func (c *conn) dispatch(rec fcgi.Record) error {
 		}
 	case fcgi.TypeAbortRequest:
 		if r := c.lookup(rec.RequestID); r != nil {
-			r.Log.Debug("ABORT_REQUEST received")
+			r.Logger().Debug("ABORT_REQUEST received")
 			// The handler may start now: the reader must not touch the
 			// params after this, so the rest of them is ignored.
 			r.paramsDone = true
@@ -240,7 +255,7 @@ func (c *conn) dispatch(rec fcgi.Record) error {
 	case fcgi.TypeData:
 		// FILTER is refused at BEGIN_REQUEST, so DATA has no reader.
 	default:
-		c.log.Debug("ignoring record", "type", rec.Type, "id", rec.RequestID)
+		c.logger().Debug("ignoring record", "type", rec.Type, "id", rec.RequestID)
 	}
 	// Records for unknown or finished request ids are ignored, as the
 	// specification asks.
@@ -250,7 +265,7 @@ func (c *conn) dispatch(rec fcgi.Record) error {
 // management answers records with request id 0.
 func (c *conn) management(rec fcgi.Record) error {
 	if rec.Type != fcgi.TypeGetValues {
-		c.log.Debug("unknown management record", "type", rec.Type)
+		c.logger().Debug("unknown management record", "type", rec.Type)
 		return c.writeRecords(func(b []byte) []byte {
 			return fcgi.AppendRecord(b, fcgi.TypeUnknownType, 0, fcgi.AppendUnknownType(nil, rec.Type))
 		})
@@ -290,17 +305,17 @@ func (c *conn) begin(rec fcgi.Record) error {
 	n := len(c.reqs)
 	c.mu.Unlock()
 	if dup {
-		c.log.Warn("BEGIN_REQUEST for a request id already in flight; ignored", "id", id)
+		c.logger().Warn("BEGIN_REQUEST for a request id already in flight; ignored", "id", id)
 		return nil
 	}
 	switch {
 	case body.Role != fcgi.RoleResponder && body.Role != fcgi.RoleAuthorizer:
 		// FILTER is sent by no real web server: refuse it, and any unknown
 		// role, as the specification allows.
-		c.log.Warn("refusing request: role not supported", "id", id, "role", body.Role)
+		c.logger().Warn("refusing request: role not supported", "id", id, "role", body.Role)
 		return c.refuseNow(id, body.KeepConn(), Refusal{Status: 501, Reason: "FastCGI role " + body.Role.String() + " is not supported", Proto: fcgi.UnknownRole})
 	case n >= c.srv.MaxReqsPerConn:
-		c.log.Warn("refusing request: too many requests on one connection", "id", id, "limit", c.srv.MaxReqsPerConn)
+		c.logger().Warn("refusing request: too many requests on one connection", "id", id, "limit", c.srv.MaxReqsPerConn)
 		return c.refuseNow(id, body.KeepConn(), Refusal{Status: 503, Reason: "too many concurrent requests on this connection", Proto: fcgi.Overloaded})
 	}
 	r := c.srv.newRequest(c, id, body)
@@ -338,7 +353,7 @@ func (c *conn) params(r *Request, p []byte) error {
 	}
 	if len(p) > 0 {
 		if len(r.paramBuf)+len(p) > c.srv.MaxParamsBytes {
-			r.Log.Warn("refusing request: params too large", "limit", c.srv.MaxParamsBytes)
+			r.Logger().Warn("refusing request: params too large", "limit", c.srv.MaxParamsBytes)
 			r.paramBuf = nil
 			r.paramsDone = true
 			r.refuseCancel(Refusal{Status: 431, Reason: "request headers too large", Proto: fcgi.RequestComplete}, errParamsTooLarge)
@@ -349,10 +364,8 @@ func (c *conn) params(r *Request, p []byte) error {
 		return nil
 	}
 	r.paramsDone = true
-	err := fcgi.ForEachPair(r.paramBuf, func(name, value []byte) error {
-		r.Params = append(r.Params, fcgi.Pair{Name: string(name), Value: string(value)})
-		return nil
-	})
+	params, err := fcgi.ParsePairs(r.paramBuf)
+	r.Params = params
 	r.paramBuf = nil
 	if err != nil {
 		return fmt.Errorf("%w: request %d params: %w", errMalformed, r.ID, err)
@@ -384,7 +397,7 @@ func (c *conn) stdin(r *Request, p []byte) {
 		return // keep draining, discard
 	}
 	if max := c.srv.maxBody(); max > 0 && r.Body.Size()+int64(len(p)) > max {
-		r.Log.Warn("refusing request: body too large", "limit", max)
+		r.Logger().Warn("refusing request: body too large", "limit", max)
 		r.refuseCancel(Refusal{Status: 413, Reason: "request body too large", Proto: fcgi.RequestComplete}, ErrBodyTooLarge)
 		r.Body.finish(ErrBodyTooLarge)
 		return
@@ -392,11 +405,11 @@ func (c *conn) stdin(r *Request, p []byte) {
 	switch err := r.Body.write(p); {
 	case err == nil:
 	case errors.Is(err, ErrSpoolFull):
-		r.Log.Warn("refusing request: the bridge holds too many request bodies", "limit", c.srv.MaxSpoolBytes)
+		r.Logger().Warn("refusing request: the bridge holds too many request bodies", "limit", c.srv.MaxSpoolBytes)
 		r.refuseCancel(Refusal{Status: 503, Reason: "the bridge is busy storing other request bodies; try again shortly", Proto: fcgi.Overloaded}, ErrSpoolFull)
 		r.Body.finish(err)
 	default:
-		r.Log.Error("cannot spool request body", "error", err)
+		r.Logger().Error("cannot spool request body", "error", err)
 		r.refuseCancel(Refusal{Status: 500, Reason: "cannot store the request body", Proto: fcgi.RequestComplete}, err)
 		r.Body.finish(err)
 	}
@@ -454,11 +467,13 @@ func (c *conn) run(r *Request) {
 		if r.Stdout.Written() > 0 {
 			ref = nil // the handler's response went out: only its end is due
 		}
+		held := r.Stdout.takeHeld()
 		err := c.writeRecords(func(b []byte) []byte {
+			b = fcgi.AppendStream(b, fcgi.TypeStdout, r.ID, held)
 			return appendAnswer(b, r.ID, ref, r.Stderr.Written() > 0, appStatus)
 		})
 		if err != nil {
-			r.Log.Debug("cannot send END_REQUEST", "error", err)
+			r.Logger().Debug("cannot send END_REQUEST", "error", err)
 		}
 	}
 	r.abort(context.Canceled) // release anything still waiting on the request

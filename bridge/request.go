@@ -62,7 +62,6 @@ type Request struct {
 	// Stdout and Stderr send FCGI_STDOUT and FCGI_STDERR records. Output is
 	// held until the request's STDIN has ended; see Stream.
 	Stdout, Stderr *Stream
-	Log            hclog.Logger
 	Start          time.Time
 
 	ctx    context.Context
@@ -83,6 +82,17 @@ type Request struct {
 
 	mu      sync.Mutex
 	refusal *Refusal
+	log     hclog.Logger // made on first use: most requests log nothing here
+}
+
+// Logger returns the request's logger: the connection's, with req set.
+func (r *Request) Logger() hclog.Logger {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.log == nil {
+		r.log = r.conn.logger().With("req", r.Serial)
+	}
+	return r.log
 }
 
 // Refusal is an answer the bridge gives itself instead of a program's:
@@ -185,6 +195,34 @@ type Stream struct {
 	req *Request
 	typ fcgi.RecType
 	n   atomic.Int64
+
+	// After Hold, writes are kept (up to holdMax) and go out with the
+	// request's END_REQUEST, in one write.
+	hmu     sync.Mutex
+	holding bool
+	held    []byte
+}
+
+// holdMax bounds what a held stream keeps before writing anyway.
+const holdMax = 64 << 10
+
+// Hold says the response is complete but for what is still to be written:
+// the rest goes out with END_REQUEST in one write to the web server, not
+// one write for the data and one for the end. A runner calls it when it
+// knows its program has finished (a FastCGI child's END_REQUEST).
+func (s *Stream) Hold() {
+	s.hmu.Lock()
+	s.holding = true
+	s.hmu.Unlock()
+}
+
+// takeHeld returns what Hold kept, and stops holding.
+func (s *Stream) takeHeld() []byte {
+	s.hmu.Lock()
+	defer s.hmu.Unlock()
+	h := s.held
+	s.held, s.holding = nil, false
+	return h
 }
 
 // Write sends p, waiting first until the request's input has ended.
@@ -199,6 +237,19 @@ func (s *Stream) Write(p []byte) (int, error) {
 	if err := r.ctx.Err(); err != nil {
 		return 0, context.Cause(r.ctx)
 	}
+	s.hmu.Lock()
+	if s.holding && len(s.held)+len(p) <= holdMax {
+		s.held = append(s.held, p...)
+		s.hmu.Unlock()
+		s.n.Add(int64(len(p)))
+		return len(p), nil
+	}
+	if len(s.held) > 0 {
+		// Too much to hold: what was kept goes first.
+		p = append(s.held, p...)
+		s.held = nil
+	}
+	s.hmu.Unlock()
 	r.writing.Add(1)
 	defer r.writing.Add(-1)
 	if r.interrupted.Load() {

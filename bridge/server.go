@@ -294,7 +294,6 @@ func (s *Server) newRequest(c *conn, id uint16, b fcgi.BeginRequest) *Request {
 	}
 	r.Stdout = &Stream{req: r, typ: fcgi.TypeStdout}
 	r.Stderr = &Stream{req: r, typ: fcgi.TypeStderr}
-	r.Log = c.log.With("req", r.Serial)
 	s.Stats.Accepted()
 	return r
 }

@@ -10,7 +10,10 @@ package cgienv
 import "fmt"
 
 // Param is one FastCGI name-value pair, in the order the front end sent it.
-type Param struct{ Name, Value string }
+//
+// It is an alias of the unnamed struct type, as fcgi.Pair is: the params a
+// FastCGI server decoded pass to this package as they are, with no copy.
+type Param = struct{ Name, Value string }
 
 // Error is a refusal with the HTTP status to answer: 400, 403 or 404.
 type Error struct {

@@ -17,16 +17,15 @@ import (
 	"github.com/cgibridge/cgibridge/bridge/runner"
 	"github.com/cgibridge/cgibridge/bridge/status"
 	"github.com/cgibridge/cgibridge/cgienv"
-	"github.com/hashicorp/go-hclog"
 )
 
 // conclude answers the request from how its run ended. It returns a local
 // redirect's location, or "".
-func (h *Handler) conclude(x *exchange, cfg *Config, job *runner.Job, out *cgiOutput, errSink *stderrSink, log hclog.Logger) string {
+func (h *Handler) conclude(x *exchange, cfg *Config, job *runner.Job, out *cgiOutput, errSink *stderrSink, log *reqLog) string {
 	res := &x.res
-	log = log.With("runner", res.Runner)
+	log.with("runner", res.Runner)
 	if res.PID != 0 {
-		log = log.With("pid", res.PID)
+		log.with("pid", res.PID)
 	}
 	if res.Cold != "" {
 		log.Debug("served in exec mode", "cold", res.Cold)
@@ -71,7 +70,7 @@ func (h *Handler) conclude(x *exchange, cfg *Config, job *runner.Job, out *cgiOu
 
 // notStarted answers a job that never ran: the classic causes of a failed
 // exec get their own message, so a missing shebang is not an unexplained 502.
-func (h *Handler) notStarted(x *exchange, job *runner.Job, log hclog.Logger, err error) {
+func (h *Handler) notStarted(x *exchange, job *runner.Job, log *reqLog, err error) {
 	var se *runner.StartError
 	switch {
 	case errors.Is(err, runner.ErrOverloaded):
@@ -89,7 +88,7 @@ func (h *Handler) notStarted(x *exchange, job *runner.Job, log hclog.Logger, err
 	}
 }
 
-func (h *Handler) startFailed(x *exchange, job *runner.Job, log hclog.Logger, se *runner.StartError) {
+func (h *Handler) startFailed(x *exchange, job *runner.Job, log *reqLog, se *runner.StartError) {
 	switch {
 	case se.Kind == runner.StartNotExecutable:
 		log.Error("cannot execute: no #! line and not a binary; add a shebang or map its extension with --interpreter", "error", se.Err)

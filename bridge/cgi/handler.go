@@ -61,7 +61,7 @@ func (h *Handler) Config() *Config { return h.cfg.Load() }
 // its access line.
 type exchange struct {
 	r       *bridge.Request
-	log     hclog.Logger
+	log     *reqLog
 	script  string
 	res     runner.Result
 	status  int // HTTP status of the response sent (0: none)
@@ -73,15 +73,12 @@ type exchange struct {
 // ended, so that every request gets its access line here.
 func (h *Handler) ServeFCGI(r *bridge.Request) uint32 {
 	cfg := h.cfg.Load()
-	x := &exchange{r: r, log: h.log.With("req", r.Serial)}
+	x := &exchange{r: r, log: newReqLog(h.log, "req", r.Serial)}
 	defer h.accessLine(x, cfg)
 	if r.Refused() != 0 || r.Context().Err() != nil {
 		return 0
 	}
-	params := make([]cgienv.Param, len(r.Params))
-	for i, p := range r.Params {
-		params[i] = cgienv.Param{Name: p.Name, Value: p.Value}
-	}
+	params := r.Params // []fcgi.Pair is []cgienv.Param: the same type
 	for hop := 0; ; hop++ {
 		loc := h.serveOnce(x, cfg, params, hop > 0)
 		if loc == "" {
@@ -112,7 +109,8 @@ func (h *Handler) serveOnce(x *exchange, cfg *Config, params []cgienv.Param, red
 	}
 	h.served.note(script.Filename)
 	x.script = script.Filename
-	log := x.log.With("script", script.Filename)
+	x.log.with("script", script.Filename)
+	log := x.log
 
 	var bodyLen int64
 	if !redirected {
@@ -131,7 +129,7 @@ func (h *Handler) serveOnce(x *exchange, cfg *Config, params []cgienv.Param, red
 		h.refuse(x, status.Refused, 403, "this program may not run")
 		return ""
 	}
-	job := h.job(cfg, script, env, id, log)
+	job := h.job(cfg, script, env, id)
 	if !redirected {
 		job.Body = r.Body
 	}
@@ -160,7 +158,7 @@ func (h *Handler) serveOnce(x *exchange, cfg *Config, params []cgienv.Param, red
 // accepted (script.Path, symlinks resolved), never a name that could be
 // swapped for a link in between; argv[0] and SCRIPT_FILENAME keep the name
 // the request used.
-func (h *Handler) job(cfg *Config, script *cgienv.Script, env []string, id *sandbox.Identity, log hclog.Logger) *runner.Job {
+func (h *Handler) job(cfg *Config, script *cgienv.Script, env []string, id *sandbox.Identity) *runner.Job {
 	job := &runner.Job{
 		Script:      script.Path,
 		Filename:    script.Filename,
@@ -169,7 +167,6 @@ func (h *Handler) job(cfg *Config, script *cgienv.Script, env []string, id *sand
 		Dir:         script.Dir,
 		Identity:    id,
 		Timeout:     cfg.Timeout,
-		Log:         log,
 	}
 	if script.Interpreted {
 		job.Argv = append(append(make([]string, 0, len(script.Argv)), script.Argv[:len(script.Argv)-1]...), script.Path)

@@ -75,6 +75,14 @@ func (o *cgiOutput) Interrupt() {
 	}
 }
 
+// Hold passes on that the program has finished: the rest of the output may
+// go out with the request's end.
+func (o *cgiOutput) Hold() {
+	if h, ok := o.out.(interface{ Hold() }); ok {
+		h.Hold()
+	}
+}
+
 // parse runs the header parser over what was collected.
 func (o *cgiOutput) parse() bool {
 	br := bufio.NewReaderSize(bytes.NewReader(o.acc), max(len(o.acc), 16))

@@ -8,13 +8,11 @@ import (
 	"bytes"
 	"io"
 	"strings"
-
-	"github.com/hashicorp/go-hclog"
 )
 
 type stderrSink struct {
 	fcgi io.Writer // the request's STDERR stream, or nil
-	log  hclog.Logger
+	log  *reqLog
 	mode StderrMode
 	line []byte // partial line for the log
 	last []byte // tail, at most tailLen
@@ -25,7 +23,7 @@ const (
 	maxLogLine = 2048
 )
 
-func newStderrSink(fcgi io.Writer, log hclog.Logger, mode StderrMode) *stderrSink {
+func newStderrSink(fcgi io.Writer, log *reqLog, mode StderrMode) *stderrSink {
 	return &stderrSink{fcgi: fcgi, log: log, mode: mode}
 }
 

@@ -119,7 +119,7 @@ func (d *Daemon) routes(opts *Options) ([]runner.Route, error) {
 		})
 		routes = append(routes, runner.Route{Match: pools.Match, Runner: pools})
 	}
-	d.exec = execrun.New(execConfig(&opts.Exec))
+	d.exec = execrun.New(d.execConfig(&opts.Exec))
 	return append(routes, runner.Route{Runner: d.exec, Limiter: d.execLimit}), nil
 }
 
@@ -141,7 +141,7 @@ func (d *Daemon) newPools(opts *Options) (*pool.Runner, error) {
 		Globs:       opts.FastCGI.Globs,
 		Root:        opts.CGI.Env.Root,
 		Procs:       opts.FastCGI.Procs,
-		QueueWait:   opts.Exec.QueueWait,
+		QueueLen:    queueLen(opts.Exec.MaxProcs),
 		MaxRequests: opts.FastCGI.MaxRequests,
 		Idle:        opts.FastCGI.Idle,
 		Grace:       opts.Exec.KillGrace,
@@ -156,7 +156,7 @@ func (d *Daemon) newPools(opts *Options) (*pool.Runner, error) {
 	})
 }
 
-func execConfig(o *ExecOptions) execrun.Config {
+func (d *Daemon) execConfig(o *ExecOptions) execrun.Config {
 	return execrun.Config{
 		Grace:     process.Grace{Kill: o.KillGrace},
 		Limits:    o.Limits,
@@ -164,6 +164,7 @@ func execConfig(o *ExecOptions) execrun.Config {
 		Cgroups:   o.Cgroups,
 		MemoryMax: o.MemoryMax,
 		PidsMax:   o.PidsMax,
+		Log:       d.log.Named("exec"),
 	}
 }
 
@@ -371,7 +372,7 @@ func (d *Daemon) reload(load func() (*Options, error)) {
 		d.log.Warn("option changed; it takes effect only after a restart", "option", "--cgroup")
 		next.Exec.Cgroups = d.opts.Exec.Cgroups
 	}
-	d.exec.SetConfig(execConfig(&next.Exec))
+	d.exec.SetConfig(d.execConfig(&next.Exec))
 	d.execLimit.SetLimit(next.Exec.MaxProcs, queueLen(next.Exec.MaxProcs))
 	d.stats.SetMaxProcs(next.Exec.MaxProcs)
 	d.disp.SetQueueWait(next.Exec.QueueWait)

@@ -12,6 +12,7 @@ import (
 	"github.com/cgibridge/cgibridge/bridge/process"
 	"github.com/cgibridge/cgibridge/bridge/runner"
 	"github.com/cgibridge/cgibridge/bridge/sandbox"
+	"github.com/hashicorp/go-hclog"
 )
 
 // Config is what a reload may change about the exec runner.
@@ -25,6 +26,7 @@ type Config struct {
 	// limits; a program whose cgroup cannot be made does not run.
 	Cgroups            *sandbox.CgroupParent
 	MemoryMax, PidsMax uint64
+	Log                hclog.Logger
 }
 
 // Runner starts one process per job.
@@ -73,8 +75,8 @@ func (e *Runner) Run(ctx context.Context, job *runner.Job) runner.Result {
 		}
 		spec.CgroupFD = fd
 		defer func() {
-			if err := cleanup(); err != nil && job.Log != nil {
-				job.Log.Warn("cannot remove the program's cgroup", "error", err)
+			if err := cleanup(); err != nil && c.Log != nil {
+				c.Log.Warn("cannot remove the program's cgroup", "error", err, "program", job.Filename)
 			}
 		}()
 	}

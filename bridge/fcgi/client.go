@@ -9,10 +9,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,12 +24,19 @@ import (
 // for concurrent use; Next must be called from one goroutine at a time.
 type ClientConn struct {
 	conn net.Conn
+	bufs *clientBufs
 	rd   *Reader
 
 	wmu sync.Mutex
 	buf []byte
 
 	broken atomic.Bool
+
+	// OnEnd, when set, is called once Do has read END_REQUEST and the
+	// connection is usable (and no longer Do's), before Do delivers the
+	// rest of the output: a pool can give the application back — with a
+	// kept connection — before relaying its answer. Do returns after.
+	OnEnd func()
 
 	// Strict makes Do fail with ErrProtocol on any record that is not
 	// STDOUT, STDERR or END_REQUEST of its own request: a client that is an
@@ -38,9 +47,40 @@ type ClientConn struct {
 // ErrProtocol means the application sent a record it must not have sent.
 var ErrProtocol = errors.New("fcgi: protocol violation by the application")
 
+// clientBufs are a connection's buffers, recycled by Release: a warm pool
+// opens a connection per request, and 16 KiB per request adds up.
+type clientBufs struct {
+	br   *bufio.Reader
+	rd   *Reader
+	out  []byte
+	pend []byte // STDOUT read but not yet delivered
+}
+
+var clientPool = sync.Pool{New: func() any {
+	br := bufio.NewReaderSize(nil, 16<<10)
+	return &clientBufs{br: br, rd: NewReader(br)}
+}}
+
 // NewClientConn wraps an established connection.
 func NewClientConn(c net.Conn) *ClientConn {
-	return &ClientConn{conn: c, rd: NewReader(bufio.NewReaderSize(c, 32<<10))}
+	b := clientPool.Get().(*clientBufs)
+	b.br.Reset(c)
+	return &ClientConn{conn: c, bufs: b, rd: b.rd, buf: b.out[:0]}
+}
+
+// Release gives the connection's buffers back for reuse. The ClientConn
+// must not be used after; the connection itself is not closed.
+func (c *ClientConn) Release() {
+	b := c.bufs
+	if b == nil {
+		return
+	}
+	c.bufs, c.rd = nil, nil
+	b.br.Reset(nil)
+	if cap(c.buf) <= 64<<10 {
+		b.out = c.buf[:0]
+	}
+	clientPool.Put(b)
 }
 
 // Conn returns the underlying connection.
@@ -95,11 +135,41 @@ func (c *ClientConn) WriteParams(id uint16, pairs []Pair) error {
 
 // appendParams appends the pairs as PARAMS records and the stream's end.
 func appendParams(b []byte, id uint16, pairs []Pair) []byte {
-	var enc []byte
-	for _, p := range pairs {
-		enc = AppendPair(enc, p.Name, p.Value)
+	return appendParamRecords(b, id, len(pairs), func(b []byte, i int) []byte {
+		return AppendPair(b, pairs[i].Name, pairs[i].Value)
+	})
+}
+
+// appendEnvParams appends "NAME=VALUE" strings as PARAMS records.
+func appendEnvParams(b []byte, id uint16, env []string) []byte {
+	return appendParamRecords(b, id, len(env), func(b []byte, i int) []byte {
+		name, value, _ := strings.Cut(env[i], "=")
+		return AppendPair(b, name, value)
+	})
+}
+
+// appendParamRecords encodes n pairs straight into PARAMS records, with no
+// buffer of their own: each record is filled to MaxContent, its header
+// written once its length is known; then the stream's end.
+func appendParamRecords(b []byte, id uint16, n int, pair func([]byte, int) []byte) []byte {
+	start := len(b)
+	b = AppendHeader(b, TypeParams, id, 0)
+	for i := range n {
+		b = pair(b, i)
 	}
-	b = AppendStream(b, TypeParams, id, enc)
+	// Split what was encoded into records of at most MaxContent.
+	enc := b[start+HeaderLen:]
+	switch {
+	case len(enc) == 0:
+		b = b[:start] // no pairs: only the end
+	case len(enc) <= MaxContent:
+		binary.BigEndian.PutUint16(b[start+4:], uint16(len(enc)))
+		b[start+6] = byte(padding(len(enc)))
+		b = append(b, Padding(len(enc))...)
+	default:
+		encoded := append([]byte(nil), enc...)
+		b = AppendStream(b[:start], TypeParams, id, encoded)
+	}
 	return AppendRecord(b, TypeParams, id, nil)
 }
 
@@ -148,6 +218,17 @@ var ErrNoEnd = errors.New("fcgi: connection closed before END_REQUEST")
 // after the response ended, the connection is closed and Usable reports
 // false; Do never waits on the body sender beyond senderGrace.
 func (c *ClientConn) Do(ctx context.Context, id uint16, role Role, keepConn bool, params []Pair, body io.Reader, stdout, stderr io.Writer) (EndRequest, error) {
+	return c.do(ctx, id, role, keepConn, func(b []byte) []byte { return appendParams(b, id, params) }, body, stdout, stderr)
+}
+
+// DoEnv is Do with the params given as an environment, "NAME=VALUE"
+// strings, encoded as they are: a warm child gets the environment exec mode
+// would have given the program.
+func (c *ClientConn) DoEnv(ctx context.Context, id uint16, role Role, keepConn bool, env []string, body io.Reader, stdout, stderr io.Writer) (EndRequest, error) {
+	return c.do(ctx, id, role, keepConn, func(b []byte) []byte { return appendEnvParams(b, id, env) }, body, stdout, stderr)
+}
+
+func (c *ClientConn) do(ctx context.Context, id uint16, role Role, keepConn bool, params func([]byte) []byte, body io.Reader, stdout, stderr io.Writer) (EndRequest, error) {
 	stop := context.AfterFunc(ctx, func() {
 		c.broken.Store(true)
 		c.conn.Close()
@@ -167,7 +248,7 @@ func (c *ClientConn) Do(ctx context.Context, id uint16, role Role, keepConn bool
 		go func() {
 			err := c.WriteBeginRequest(id, role, keepConn)
 			if err == nil {
-				err = c.WriteParams(id, params)
+				err = c.send(params)
 			}
 			if err == nil {
 				err = c.WriteStream(TypeStdin, id, body, 8192)
@@ -183,34 +264,63 @@ func (c *ClientConn) Do(ctx context.Context, id uint16, role Role, keepConn bool
 		}()
 	}
 
-	end, err := c.readResponse(id, stdout, stderr)
-	if err == nil {
-		if sendErr != nil {
-			// The response is complete. A well-behaved application drains
-			// the rest of the body, so the sender finishes soon; one that
-			// stopped reading would block it forever. After a short grace
-			// the sender is cut off, and the connection, its body cut
-			// short, is closed.
-			grace := time.NewTimer(senderGrace)
-			defer grace.Stop()
-			select {
-			case serr := <-sendErr:
-				if serr != nil {
-					c.markBroken()
-				}
-			case <-grace.C:
-				c.conn.SetWriteDeadline(time.Now())
-				<-sendErr
+	// finishSend waits for the body sender once the response has ended. A
+	// well-behaved application drains the rest of the body, so the sender
+	// finishes soon; one that stopped reading would block it forever: after
+	// a short grace the sender is cut off, and the connection, its body cut
+	// short, is broken.
+	sent := sendErr == nil
+	finishSend := func() {
+		if sent {
+			return
+		}
+		sent = true
+		grace := time.NewTimer(senderGrace)
+		defer grace.Stop()
+		select {
+		case serr := <-sendErr:
+			if serr != nil {
 				c.markBroken()
 			}
+		case <-grace.C:
+			c.conn.SetWriteDeadline(time.Now())
+			<-sendErr
+			c.markBroken()
 		}
+	}
+	// At END_REQUEST the connection is done with, unless it broke: OnEnd
+	// may hand it (and the application) to another request at once, so
+	// nothing here may touch it after.
+	handed := false
+	atEnd := func() bool {
+		if c.OnEnd == nil {
+			return false
+		}
+		finishSend()
+		if !c.Usable() {
+			return false
+		}
+		stop()
+		handed = true
+		c.OnEnd()
+		return true
+	}
+
+	end, err := c.readResponse(id, stdout, stderr, atEnd)
+	if err == nil {
+		finishSend()
 		return end, nil
+	}
+	if handed {
+		// The application answered; what failed is delivering its answer
+		// (the sink). The connection is another request's now.
+		return end, err
 	}
 	// The exchange failed: the connection is unusable. Closing it also
 	// unblocks a sender stuck on a peer that stopped reading.
 	c.markBroken()
 	var werr error
-	if sendErr != nil {
+	if !sent {
 		werr = <-sendErr
 	}
 	if ctx.Err() != nil {
@@ -249,13 +359,14 @@ func smallBody(body io.Reader) ([]byte, bool) {
 
 // appendRequest appends a whole request: BEGIN_REQUEST, the params and
 // their end, the body and its end.
-func appendRequest(b []byte, id uint16, role Role, keepConn bool, params []Pair, body []byte) []byte {
+func appendRequest(b []byte, id uint16, role Role, keepConn bool, params func([]byte) []byte, body []byte) []byte {
 	var flags uint8
 	if keepConn {
 		flags = FlagKeepConn
 	}
-	b = AppendRecord(b, TypeBeginRequest, id, AppendBeginRequest(nil, BeginRequest{Role: role, Flags: flags}))
-	b = appendParams(b, id, params)
+	var begin [8]byte
+	b = AppendRecord(b, TypeBeginRequest, id, AppendBeginRequest(begin[:0], BeginRequest{Role: role, Flags: flags}))
+	b = params(b)
 	b = AppendStream(b, TypeStdin, id, body)
 	return AppendRecord(b, TypeStdin, id, nil)
 }
@@ -267,10 +378,38 @@ const senderGrace = 500 * time.Millisecond
 // errReadBody marks a failure to read the request body being sent.
 var errReadBody = errors.New("read request body")
 
-func (c *ClientConn) readResponse(id uint16, stdout, stderr io.Writer) (EndRequest, error) {
+func (c *ClientConn) readResponse(id uint16, stdout, stderr io.Writer, atEnd func() bool) (end EndRequest, err error) {
+	// STDOUT is delivered when the next read would wait (so a program's
+	// progress output streams promptly), when a lot is pending, and at the
+	// end — after atEnd, so that the END_REQUEST usually reaches the sink
+	// together with the last output.
+	var pend []byte
+	bufs := c.bufs
+	handed := false
+	if bufs != nil {
+		pend = bufs.pend[:0]
+		defer func() {
+			// Once the connection is another request's, so are its buffers.
+			if !handed && cap(pend) <= 64<<10 {
+				bufs.pend = pend[:0]
+			}
+		}()
+	}
+	flush := func() error {
+		if len(pend) == 0 || stdout == nil {
+			pend = pend[:0]
+			return nil
+		}
+		_, err := stdout.Write(pend)
+		pend = pend[:0]
+		return err
+	}
 	for {
 		rec, err := c.Next()
 		if err != nil {
+			if ferr := flush(); ferr != nil {
+				return EndRequest{}, ferr
+			}
 			if err == io.EOF || errors.Is(err, net.ErrClosed) {
 				return EndRequest{}, ErrNoEnd
 			}
@@ -278,14 +417,16 @@ func (c *ClientConn) readResponse(id uint16, stdout, stderr io.Writer) (EndReque
 		}
 		if rec.RequestID != id {
 			if c.Strict {
+				flush()
 				return EndRequest{}, fmt.Errorf("%w: %v record for request %d, not %d", ErrProtocol, rec.Type, rec.RequestID, id)
 			}
 			continue
 		}
 		switch rec.Type {
 		case TypeStdout:
-			if stdout != nil {
-				if _, err := stdout.Write(rec.Content); err != nil {
+			pend = append(pend, rec.Content...)
+			if len(pend) >= 32<<10 || bufs == nil || bufs.br.Buffered() == 0 {
+				if err := flush(); err != nil {
 					return EndRequest{}, err
 				}
 			}
@@ -296,9 +437,22 @@ func (c *ClientConn) readResponse(id uint16, stdout, stderr io.Writer) (EndReque
 				}
 			}
 		case TypeEndRequest:
-			return ParseEndRequest(rec.Content)
+			end, err := ParseEndRequest(rec.Content)
+			if err == nil && bufs != nil {
+				// The pending output leaves with this call, not with the
+				// connection's buffers, which may be handed on.
+				bufs.pend = nil
+			}
+			if err == nil {
+				handed = atEnd()
+			}
+			if ferr := flush(); ferr != nil && err == nil {
+				err = ferr
+			}
+			return end, err
 		default:
 			if c.Strict {
+				flush()
 				return EndRequest{}, fmt.Errorf("%w: unexpected %v record", ErrProtocol, rec.Type)
 			}
 		}

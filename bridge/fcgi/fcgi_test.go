@@ -1041,3 +1041,40 @@ func (c *countingConn) Write(p []byte) (int, error) {
 	c.writes.Add(1)
 	return c.Conn.Write(p)
 }
+
+// TestDoEnvSendsTheEnvironmentAsParams pins DoEnv's encoding, including
+// params that need more than one record, and none at all.
+func TestDoEnvSendsTheEnvironmentAsParams(t *testing.T) {
+	big := strings.Repeat("v", 70000)
+	for _, env := range [][]string{
+		{"A=1", "EMPTY=", "WITH=EQUALS=IN"},
+		{"BIG=" + big, "AFTER=x"},
+		nil,
+	} {
+		reqc := make(chan appRequest, 1)
+		c := startApp(t, socketPair, func(conn net.Conn, rd *Reader) {
+			req, err := readRequest(rd, true)
+			if err != nil {
+				t.Errorf("reading request: %v", err)
+				return
+			}
+			reqc <- req
+			send(conn, func(b []byte) []byte {
+				return AppendRecord(b, TypeEndRequest, req.id, AppendEndRequest(nil, EndRequest{}))
+			})
+		})
+		if _, err := c.DoEnv(testCtx(t), 1, RoleResponder, false, env, nil, io.Discard, io.Discard); err != nil {
+			t.Fatalf("DoEnv: %v", err)
+		}
+		req := <-reqc
+		var want []Pair
+		for _, kv := range env {
+			n, v, _ := strings.Cut(kv, "=")
+			want = append(want, Pair{n, v})
+		}
+		if !slices.Equal(req.params, want) {
+			t.Fatalf("application saw %d params, want %d (%v)", len(req.params), len(want), env[:min(len(env), 1)])
+		}
+		c.Release()
+	}
+}

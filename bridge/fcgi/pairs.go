@@ -28,6 +28,12 @@ func readLen(b []byte) (n uint32, used int, ok bool) {
 // alias b. It stops at the first error fn returns; a truncated or oversized
 // pair is ErrPairs.
 func ForEachPair(b []byte, fn func(name, value []byte) error) error {
+	return forEachPairAt(b, func(n0, n1, v0, v1 int) error { return fn(b[n0:n1], b[v0:v1]) })
+}
+
+// forEachPairAt is ForEachPair giving each pair's name and value as offsets
+// into b.
+func forEachPairAt(b []byte, fn func(n0, n1, v0, v1 int) error) error {
 	for off := 0; off < len(b); {
 		nlen, u1, ok1 := readLen(b[off:])
 		if !ok1 {
@@ -42,9 +48,7 @@ func ForEachPair(b []byte, fn func(name, value []byte) error) error {
 		if uint64(nlen)+uint64(vlen) > rest {
 			return fmt.Errorf("%w: pair at byte %d claims %d+%d bytes, %d remain", ErrPairs, off, nlen, vlen, rest)
 		}
-		name := b[start : start+int(nlen)]
-		value := b[start+int(nlen) : start+int(nlen)+int(vlen)]
-		if err := fn(name, value); err != nil {
+		if err := fn(start, start+int(nlen), start+int(nlen), start+int(nlen)+int(vlen)); err != nil {
 			return err
 		}
 		off = start + int(nlen) + int(vlen)
@@ -52,14 +56,22 @@ func ForEachPair(b []byte, fn func(name, value []byte) error) error {
 	return nil
 }
 
-// Pair is one decoded name-value pair.
-type Pair struct{ Name, Value string }
+// Pair is one decoded name-value pair. It is an alias of the unnamed struct
+// type, so a slice of pairs can be handed to code that knows nothing of
+// FastCGI (cgienv.Param is the same type) without a copy.
+type Pair = struct{ Name, Value string }
 
-// ParsePairs decodes all pairs in b.
+// ParsePairs decodes all pairs in b. Their strings share one allocation, a
+// copy of b: a request's params cost two allocations, not two per pair.
 func ParsePairs(b []byte) ([]Pair, error) {
-	var out []Pair
-	err := ForEachPair(b, func(n, v []byte) error {
-		out = append(out, Pair{string(n), string(v)})
+	all := string(b)
+	n := 0
+	if err := forEachPairAt(b, func(int, int, int, int) error { n++; return nil }); err != nil {
+		return nil, err
+	}
+	out := make([]Pair, 0, n)
+	err := forEachPairAt(b, func(n0, n1, v0, v1 int) error {
+		out = append(out, Pair{all[n0:n1], all[v0:v1]})
 		return nil
 	})
 	return out, err

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cgibridge/cgibridge/bridge/fcgi"
 	"github.com/cgibridge/cgibridge/bridge/process"
 	"github.com/cgibridge/cgibridge/bridge/runner"
 )
@@ -27,6 +28,10 @@ type child struct {
 	sock   string
 	exited chan struct{} // closed once it is reaped; exit is then set
 	exit   runner.Exit
+
+	// cc is the connection kept to the child between requests, or nil;
+	// only the request holding the child uses it.
+	cc *fcgi.ClientConn
 
 	busy     bool
 	dead     bool
@@ -143,6 +148,9 @@ func (c *child) own(cleanupCgroup func() error) {
 	busy, stopping, served := c.busy, c.stopping, c.requests
 	p.mu.Unlock()
 	close(c.exited)
+	if !busy {
+		c.dropConn() // an idle child's kept connection; a busy one's request drops its own
+	}
 	os.Remove(c.sock)
 	if cerr := cleanupCgroup(); cerr != nil {
 		p.log.Warn("cannot remove a FastCGI child's cgroup", "pid", c.pid, "error", cerr)
@@ -171,6 +179,12 @@ func (c *child) stop(grace time.Duration) {
 		return
 	}
 	c.stopping = true
+	if !c.busy {
+		// A child waiting for the next request on its kept connection
+		// (libfcgi catches SIGTERM and finishes its read first) sees the
+		// connection end and exits at once.
+		c.dropConn()
+	}
 	process.KillGroup(c.pid, syscall.SIGTERM)
 	go func() {
 		t := time.NewTimer(grace)
@@ -182,6 +196,16 @@ func (c *child) stop(grace time.Duration) {
 			process.KillGroup(c.pid, syscall.SIGKILL)
 		}
 	}()
+}
+
+// dropConn closes the kept connection. Only the request holding the child,
+// or the owner once the child is dead and idle, calls it.
+func (c *child) dropConn() {
+	if c.cc != nil {
+		c.cc.Close()
+		c.cc.Release()
+		c.cc = nil
+	}
 }
 
 // kill sends SIGKILL to the child's group. Called with its program's mu.

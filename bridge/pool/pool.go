@@ -47,9 +47,10 @@ type Config struct {
 	Root  string
 	// Procs is the most children per program (default 2).
 	Procs int
-	// QueueWait is how long a request waits for a busy pool (the queue is
-	// the one the dispatcher keeps, as for --max-procs).
-	QueueWait time.Duration
+	// QueueLen is how many requests may wait for a busy pool: the bound
+	// --max-procs's queue has (the wait itself is the dispatcher's,
+	// --queue-timeout). Default 4 × Procs.
+	QueueLen int
 	// MaxRequests replaces a child after that many requests (0: never).
 	MaxRequests int
 	// Idle stops a child idle that long (0: never).
@@ -93,7 +94,7 @@ type Runner struct {
 	watch *watcher.Watcher
 
 	mu       sync.Mutex
-	programs map[string]*program
+	programs map[programKey]*program
 	closing  bool
 	seq      uint64 // children started, for socket names
 
@@ -118,6 +119,9 @@ func New(cfg Config) (*Runner, error) {
 	if cfg.Procs <= 0 {
 		cfg.Procs = 2
 	}
+	if cfg.QueueLen <= 0 {
+		cfg.QueueLen = 4 * cfg.Procs
+	}
 	cfg.Grace = cmp.Or(cfg.Grace, 3*time.Second)
 	cfg.Limits.CPUSeconds = 0
 	if cfg.Log == nil {
@@ -127,7 +131,7 @@ func New(cfg Config) (*Runner, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Runner{cfg: cfg, log: cfg.Log, watch: w, programs: map[string]*program{}, done: make(chan struct{})}
+	r := &Runner{cfg: cfg, log: cfg.Log, watch: w, programs: map[programKey]*program{}, done: make(chan struct{})}
 	r.wg.Add(2)
 	go r.reaper()
 	go r.changes()
@@ -184,19 +188,47 @@ func (r *Runner) Run(ctx context.Context, job *runner.Job) runner.Result {
 	return p.run(ctx, job)
 }
 
+// programKey tells pools apart: one per program and user, and — for
+// interpreters other than php-cgi — per script; for a binary, per name it is
+// run as (argv[0]).
+type programKey struct {
+	program, script, argv0 string
+	uid, gid               uint32
+}
+
+func keyOf(job *runner.Job) programKey {
+	k := programKey{program: job.Program, uid: uint32(euid), gid: uint32(egid)}
+	if job.Identity != nil {
+		k.uid, k.gid = job.Identity.UID, job.Identity.GID
+	}
+	switch {
+	case job.Interpreted && servesAnyScript(job.Program):
+	case job.Interpreted:
+		k.script = job.Script
+	default:
+		k.argv0 = job.Argv[0]
+	}
+	return k
+}
+
+// The bridge's own ids, for keys of jobs that run as the bridge; read once,
+// after any privilege drop changed them they are not used for that.
+var euid, egid = os.Geteuid(), os.Getegid()
+
 // program returns the pool of the job's program, making it on first use.
 func (r *Runner) program(job *runner.Job) (*program, error) {
-	spec := r.childSpec(job)
+	key := keyOf(job)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closing {
 		return nil, runner.ErrDraining
 	}
-	if p := r.programs[spec.key]; p != nil {
+	if p := r.programs[key]; p != nil {
 		return p, nil
 	}
+	spec := r.childSpec(job)
 	p := newProgram(r, spec)
-	r.programs[spec.key] = p
+	r.programs[key] = p
 	for _, f := range spec.files {
 		if err := r.watch.AddFile(f); err != nil {
 			r.log.Debug("cannot watch a FastCGI program; its changes are still seen per request", "file", f, "error", err)
@@ -206,8 +238,7 @@ func (r *Runner) program(job *runner.Job) (*program, error) {
 	return p, nil
 }
 
-// childSpec is what the children of job's program are: one pool per
-// program, user, and — for interpreters other than php-cgi — script.
+// childSpec is what the children of job's program are.
 func (r *Runner) childSpec(job *runner.Job) childSpec {
 	s := childSpec{path: job.Program, argv: job.Argv, dir: job.Dir, id: job.Identity, name: job.Filename}
 	s.files = []string{job.Program}
@@ -231,11 +262,6 @@ func (r *Runner) childSpec(job *runner.Job) childSpec {
 	}
 	// php-cgi must not fork workers of its own behind the pool's back.
 	s.env = append(env, "PHP_FCGI_CHILDREN=0")
-	var uid, gid uint32 = uint32(os.Geteuid()), uint32(os.Getegid())
-	if s.id != nil {
-		uid, gid = s.id.UID, s.id.GID
-	}
-	s.key = strings.Join(append([]string{s.path, strconv.Itoa(int(uid)), strconv.Itoa(int(gid))}, s.argv...), "\x00")
 	return s
 }
 

@@ -10,8 +10,8 @@ import (
 	"io"
 	"net"
 	"slices"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cgibridge/cgibridge/bridge/fcgi"
@@ -23,7 +23,6 @@ import (
 
 // childSpec is what a program's children are started as.
 type childSpec struct {
-	key   string
 	name  string // for log lines: the program, or the script it serves
 	path  string
 	argv  []string
@@ -45,6 +44,9 @@ type program struct {
 	gens    int
 	retired []*generation // old generations with children still alive
 	stats   counters
+
+	noKeep       atomic.Bool  // the program closes kept connections
+	keepFailures atomic.Int32 // kept connections it closed
 }
 
 // generation is the children started from one version of the program.
@@ -72,7 +74,7 @@ func newProgram(r *Runner, spec childSpec) *program {
 	return &program{
 		r:    r,
 		spec: spec,
-		lim:  runner.NewLimiter(r.cfg.Procs, 4*r.cfg.Procs),
+		lim:  runner.NewLimiter(r.cfg.Procs, r.cfg.QueueLen),
 		log:  r.log.With("program", spec.name),
 	}
 }
@@ -228,51 +230,100 @@ func (p *program) startFailed(g *generation, err error) {
 
 // serve sends the request to c. It reports whether the request never
 // reached a child and may be tried again.
+//
+// Each child keeps its connection between requests (FCGI_KEEP_CONN: libfcgi,
+// php-cgi and Go's net/http/fcgi honour it), which saves a connect and a
+// close per request, and is handed back with the child at its END_REQUEST. A
+// program that closes kept connections anyway is sent one request per
+// connection from then on.
 func (p *program) serve(ctx context.Context, c *child, job *runner.Job) (runner.Result, bool) {
 	res := runner.Result{PID: c.pid}
-	nc, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: c.sock, Net: "unix"})
-	if err != nil {
-		// The child exited between requests (php-cgi after
-		// PHP_FCGI_MAX_REQUESTS, gitweb after 100), or is exiting: its
-		// socket is closed.
-		p.release(c, true)
-		return res, true
+	reused := c.cc != nil
+	if !reused {
+		nc, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: c.sock, Net: "unix"})
+		if err != nil {
+			// The child exited between requests (php-cgi after
+			// PHP_FCGI_MAX_REQUESTS, gitweb after 100), or is exiting: its
+			// socket is closed.
+			p.release(c, true)
+			return res, true
+		}
+		c.cc = fcgi.NewClientConn(nc)
+		c.cc.Strict = true
 	}
+	cc := c.cc
 	var body io.Reader
 	if job.Body != nil {
+		var err error
 		if body, err = job.Body.Stdin(); err != nil {
-			nc.Close()
-			p.release(c, true)
+			p.release(c, false)
 			res.Err = &runner.StartError{Kind: runner.StartOther, Err: fmt.Errorf("read the spooled body: %w", err)}
 			return res, false
 		}
 	}
+	keep := !p.noKeep.Load()
 	out := &counted{w: job.Stdout}
-	cc := fcgi.NewClientConn(nc)
-	cc.Strict = true
+	// The child is free as soon as it has sent END_REQUEST: it goes back to
+	// the pool before its answer is relayed, which then leaves with the
+	// request's end in one write.
+	released := false
+	cc.OnEnd = func() {
+		released = true
+		if !keep {
+			c.cc = nil // ours to close once Do has returned
+		}
+		p.finished(c)
+		if h, ok := job.Stdout.(interface{ Hold() }); ok {
+			h.Hold()
+		}
+	}
 	if job.OnStart != nil {
 		job.OnStart(c.pid)
 	}
-	end, err := cc.Do(ctx, 1, fcgi.RoleResponder, false, pairs(job.Env), body, out, job.Stderr)
-	nc.Close()
+	end, err := cc.DoEnv(ctx, 1, fcgi.RoleResponder, keep, job.Env, body, out, job.Stderr)
 	res.Started = true
-	switch {
-	case err == nil && end.ProtocolStatus == fcgi.RequestComplete:
+	if released && !keep {
+		cc.Close()
+		cc.Release()
+	}
+	if released {
 		res.AppStatus = end.AppStatus
-		p.finished(c)
+		switch {
+		case ctx.Err() != nil:
+			res.Cause = context.Cause(ctx)
+		case err != nil:
+			// The child answered; delivering its answer failed.
+			res.Err = &runner.ChildError{PID: c.pid, Err: err}
+		case end.ProtocolStatus != fcgi.RequestComplete:
+			res.Err = &runner.ChildError{PID: c.pid, Err: fmt.Errorf("END_REQUEST with protocol status %v", end.ProtocolStatus)}
+		}
 		return res, false
-	case ctx.Err() != nil:
+	}
+	// The child did not finish the request: whatever it is now, this
+	// connection is done.
+	c.dropConn()
+	if ctx.Err() != nil {
 		// Timeout or abort: answered as exec mode answers; the child may
 		// be stuck in the request, so it is stopped and replaced.
 		res.Cause = context.Cause(ctx)
 		p.log.Info("stopping FastCGI child: its request ended", "pid", c.pid, "cause", res.Cause)
 		p.release(c, true)
 		return res, false
-	case err == nil:
-		err = fmt.Errorf("END_REQUEST with protocol status %v", end.ProtocolStatus)
 	}
-	// The child failed the request: it died, closed its connection or broke
-	// the protocol. Whatever it is now, it is not reused.
+	if err == nil {
+		err = errors.New("the connection ended without END_REQUEST")
+	}
+	if reused && out.n == 0 && c.waitExit(50*time.Millisecond) == nil {
+		// The child is alive and closed the kept connection without
+		// reading the request: it does not keep connections. The request
+		// goes again, on a new one.
+		if p.keepFailures.Add(1) >= 2 && !p.noKeep.Swap(true) {
+			p.log.Info("the FastCGI program closes kept connections: one request per connection from now on")
+		}
+		p.release(c, false)
+		return runner.Result{}, true
+	}
+	// The child failed the request: it died, or broke the protocol.
 	exit := c.waitExit(time.Second)
 	p.release(c, true)
 	if out.n == 0 && exit != nil {
@@ -287,7 +338,7 @@ func (p *program) serve(ctx context.Context, c *child, job *runner.Job) (runner.
 		case exit.Code == 0:
 			// A child that had served before and ended cleanly without a
 			// byte of this request's answer exited between requests and
-			// never read it (the exit raced the connect): another child
+			// never read it (the exit raced the request): another child
 			// gets the request.
 			p.log.Debug("FastCGI child exited as the request arrived; retrying on another", "pid", c.pid)
 			return runner.Result{}, true
@@ -436,16 +487,6 @@ func (p *program) status() Status {
 		s.Draining += len(g.children)
 	}
 	return s
-}
-
-// pairs turns an environment into FastCGI params.
-func pairs(env []string) []fcgi.Pair {
-	out := make([]fcgi.Pair, len(env))
-	for i, kv := range env {
-		name, value, _ := strings.Cut(kv, "=")
-		out[i] = fcgi.Pair{Name: name, Value: value}
-	}
-	return out
 }
 
 // counted counts what goes through to w.

@@ -44,6 +44,9 @@ type Spec struct {
 	Shim   string
 	// CgroupFD, when >= 0, is a cgroup v2 directory the process starts in.
 	CgroupFD int
+	// Chroot, when set, is the root directory the process runs in (before
+	// the user switch, so it needs root); Path and Dir are inside it.
+	Chroot string
 }
 
 // Child is a process Start started. Its owner must call Wait exactly once.
@@ -90,6 +93,7 @@ func start(s *Spec) (*Child, error) {
 	if s.CgroupFD >= 0 {
 		attr.UseCgroupFD, attr.CgroupFD = true, s.CgroupFD
 	}
+	attr.Chroot = s.Chroot
 	c := &Child{pidfd: -1}
 	attr.PidFD = &c.pidfd
 	stdin := s.Stdin

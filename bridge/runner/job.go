@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/cgibridge/cgibridge/bridge/sandbox"
-	"github.com/hashicorp/go-hclog"
 )
 
 // Job is one resolved request: which file, how to run it, with what
@@ -53,8 +52,6 @@ type Job struct {
 	Stderr io.Writer
 	// Timeout bounds the run from the moment the job was admitted (0: none).
 	Timeout time.Duration
-	// Log carries the request's identity (req, script) for the runner's lines.
-	Log hclog.Logger
 	// OnStart, when set, is called with the pid once the program runs.
 	OnStart func(pid int)
 }

@@ -5,31 +5,34 @@
 package runner
 
 import (
+	"container/list"
 	"context"
 	"sync"
 	"time"
 )
 
-// Limiter is a counting semaphore with a bounded queue.
+// Limiter is a counting semaphore with a bounded FIFO queue. A freed slot
+// is handed to the longest waiter directly: one wake-up per release, and
+// the order requests arrived in is the order they run in.
 type Limiter struct {
 	mu       sync.Mutex
 	limit    int
 	maxQueue int
 	active   int
-	queued   int
-	freed    chan struct{} // closed and replaced whenever a slot frees
+	waiters  list.List // of chan struct{}, closed when handed a slot
 }
 
 // NewLimiter returns a limiter of limit slots and a queue of maxQueue.
 func NewLimiter(limit, maxQueue int) *Limiter {
-	return &Limiter{limit: limit, maxQueue: maxQueue, freed: make(chan struct{})}
+	return &Limiter{limit: limit, maxQueue: maxQueue}
 }
 
 // SetLimit changes the limits (on reload); running jobs are not touched.
+// Raising the limit admits waiters at once.
 func (l *Limiter) SetLimit(limit, maxQueue int) {
 	l.mu.Lock()
 	l.limit, l.maxQueue = limit, maxQueue
-	l.wake()
+	l.handOff()
 	l.mu.Unlock()
 }
 
@@ -40,16 +43,20 @@ func (l *Limiter) Limit() int {
 	return l.limit
 }
 
-func (l *Limiter) wake() {
-	close(l.freed)
-	l.freed = make(chan struct{})
+// handOff gives free slots to waiters. Called with l.mu.
+func (l *Limiter) handOff() {
+	for l.active < l.limit && l.waiters.Len() > 0 {
+		ch := l.waiters.Remove(l.waiters.Front()).(chan struct{})
+		l.active++
+		close(ch)
+	}
 }
 
-// TryAcquire takes a slot if one is free now.
+// TryAcquire takes a slot if one is free now and nobody waits for one.
 func (l *Limiter) TryAcquire() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.active < l.limit {
+	if l.active < l.limit && l.waiters.Len() == 0 {
 		l.active++
 		return true
 	}
@@ -60,49 +67,48 @@ func (l *Limiter) TryAcquire() bool {
 // ErrOverloaded (queue full, or no slot in time) or the context's cause.
 func (l *Limiter) Acquire(ctx context.Context, wait time.Duration) error {
 	l.mu.Lock()
-	if l.active < l.limit {
+	if l.active < l.limit && l.waiters.Len() == 0 {
 		l.active++
 		l.mu.Unlock()
 		return nil
 	}
-	if l.queued >= l.maxQueue || wait <= 0 {
+	if l.waiters.Len() >= l.maxQueue || wait <= 0 {
 		l.mu.Unlock()
 		return ErrOverloaded
 	}
-	l.queued++
+	ch := make(chan struct{})
+	e := l.waiters.PushBack(ch)
 	l.mu.Unlock()
-	defer func() {
-		l.mu.Lock()
-		l.queued--
-		l.mu.Unlock()
-	}()
 
 	t := time.NewTimer(wait)
 	defer t.Stop()
-	for {
-		l.mu.Lock()
-		if l.active < l.limit {
-			l.active++
-			l.mu.Unlock()
-			return nil
-		}
-		ch := l.freed
-		l.mu.Unlock()
-		select {
-		case <-ch:
-		case <-t.C:
-			return ErrOverloaded
-		case <-ctx.Done():
-			return context.Cause(ctx)
-		}
+	var err error
+	select {
+	case <-ch:
+		return nil
+	case <-t.C:
+		err = ErrOverloaded
+	case <-ctx.Done():
+		err = context.Cause(ctx)
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	select {
+	case <-ch:
+		// Handed a slot just as it gave up: pass it on.
+		l.active--
+		l.handOff()
+	default:
+		l.waiters.Remove(e)
+	}
+	return err
 }
 
-// Release frees a slot.
+// Release frees a slot, handing it to the longest waiter if any.
 func (l *Limiter) Release() {
 	l.mu.Lock()
 	l.active--
-	l.wake()
+	l.handOff()
 	l.mu.Unlock()
 }
 
@@ -110,5 +116,5 @@ func (l *Limiter) Release() {
 func (l *Limiter) Counts() (active, queued int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.active, l.queued
+	return l.active, l.waiters.Len()
 }

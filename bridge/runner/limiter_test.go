@@ -94,3 +94,42 @@ func TestLimiterRaisedLimitWakesWaiters(t *testing.T) {
 }
 
 var errTestCause = errors.New("test cause")
+
+// TestLimiterIsFIFO pins the hand-off order: waiters get slots in the order
+// they came.
+func TestLimiterIsFIFO(t *testing.T) {
+	l := NewLimiter(1, 8)
+	if !l.TryAcquire() {
+		t.Fatal("first acquire failed")
+	}
+	order := make(chan int, 5)
+	for i := range 5 {
+		go func() {
+			if err := l.Acquire(context.Background(), 10*time.Second); err == nil {
+				order <- i
+				l.Release()
+			}
+		}()
+		deadline := time.Now().Add(2 * time.Second)
+		for {
+			if _, q := l.Counts(); q == i+1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("waiter %d never queued", i)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	l.Release()
+	for want := range 5 {
+		select {
+		case got := <-order:
+			if got != want {
+				t.Fatalf("waiter %d ran as number %d", got, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("waiters not admitted")
+		}
+	}
+}
