@@ -156,10 +156,6 @@ func (p *program) checkGeneration() {
 	}
 }
 
-// errNoChild means a child was gone before it got the request (connect
-// refused): the request can go to another one.
-var errNoChild = errors.New("child gone before the request reached it")
-
 // run serves job on a child. A request no child ever got is tried again:
 // on another child when one went away between requests, and in exec mode
 // (ErrUnavailable) when the program's children cannot start.
