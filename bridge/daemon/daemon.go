@@ -24,6 +24,7 @@ import (
 	"github.com/cgibridge/cgibridge/bridge/runner"
 	"github.com/cgibridge/cgibridge/bridge/sandbox"
 	"github.com/cgibridge/cgibridge/bridge/status"
+	"github.com/cgibridge/cgibridge/bridge/zygote"
 	"github.com/cgibridge/cgibridge/cgienv"
 	"github.com/cgibridge/cgibridge/watcher"
 	"github.com/hashicorp/go-hclog"
@@ -37,6 +38,7 @@ type Daemon struct {
 	stats     *status.Stats
 	exec      *execrun.Runner
 	pools     *pool.Runner
+	warm      *zygote.Runner
 	execLimit *runner.Limiter
 	disp      *runner.Dispatcher
 	handler   *cgi.Handler
@@ -119,8 +121,40 @@ func (d *Daemon) routes(opts *Options) ([]runner.Route, error) {
 		})
 		routes = append(routes, runner.Route{Match: pools.Match, Runner: pools})
 	}
+	if len(opts.Warm.Globs) > 0 {
+		warm, err := d.newWarm(opts)
+		if err != nil {
+			return nil, err
+		}
+		d.warm = warm
+		d.stats.AddWarm(warm.Status)
+		// Forked children are programs running: they count against
+		// --max-procs, as exec mode's do.
+		routes = append(routes, runner.Route{Match: warm.Match, Runner: warm, Limiter: d.execLimit})
+	}
 	d.exec = execrun.New(d.execConfig(&opts.Exec))
 	return append(routes, runner.Route{Runner: d.exec, Limiter: d.execLimit}), nil
+}
+
+func (d *Daemon) newWarm(opts *Options) (*zygote.Runner, error) {
+	env, err := cgienv.BaseEnviron(&opts.CGI.Env, os.Environ())
+	if err != nil {
+		return nil, err
+	}
+	return zygote.New(zygote.Config{
+		Globs:       opts.Warm.Globs,
+		Root:        opts.CGI.Env.Root,
+		Spares:      opts.Warm.Spares,
+		MaxHelpers:  opts.Warm.MaxHelpers,
+		Idle:        opts.Warm.Idle,
+		MaxRequests: opts.Warm.MaxRequests,
+		MaxAge:      opts.Warm.MaxAge,
+		Env:         env,
+		Limits:      opts.Exec.Limits,
+		Shim:        opts.Exec.Shim,
+		Grace:       opts.Exec.KillGrace,
+		Log:         d.log.Named("warm"),
+	})
 }
 
 func (d *Daemon) newPools(opts *Options) (*pool.Runner, error) {
@@ -406,4 +440,5 @@ func (d *Daemon) warnRestartOnly(next *Options) {
 	changed("--params-timeout/--idle-timeout", next.ParamsTimeout != cur.ParamsTimeout || next.IdleTimeout != cur.IdleTimeout)
 	changed("--shutdown-timeout", next.ShutdownTimeout != cur.ShutdownTimeout)
 	changed("--fastcgi*", fmt.Sprint(next.FastCGI) != fmt.Sprint(cur.FastCGI))
+	changed("--warm*", fmt.Sprint(next.Warm) != fmt.Sprint(cur.Warm))
 }

@@ -23,6 +23,7 @@ type Options struct {
 	CGI        cgi.Config
 	Exec       ExecOptions
 	FastCGI    FastCGIOptions
+	Warm       WarmOptions
 
 	MaxConns       int
 	MaxBodyBytes   int64
@@ -70,4 +71,14 @@ type FastCGIOptions struct {
 	Idle        time.Duration
 	// Env is --fastcgi-env: GLOB:NAME=VALUE.
 	Env []string
+}
+
+// WarmOptions configure the interpreter helpers for Python and Perl scripts.
+type WarmOptions struct {
+	Globs       []string // --warm; none: no helpers
+	Spares      int
+	MaxHelpers  int
+	Idle        time.Duration
+	MaxRequests uint64
+	MaxAge      time.Duration
 }
