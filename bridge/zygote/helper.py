@@ -188,6 +188,25 @@ def recv_request(conn):
         raise
 
 
+def coerce_locale(env):
+    """PEP 538, as a fresh interpreter started with this environment does:
+    a C or POSIX LC_CTYPE becomes C.UTF-8, in the environment too."""
+    if env.get("LC_ALL") or env.get("PYTHONCOERCECLOCALE") == "0":
+        return
+    try:
+        if locale.setlocale(locale.LC_CTYPE, "") not in ("C", "POSIX"):
+            return
+    except locale.Error:
+        return
+    for name in ("C.UTF-8", "C.utf8", "UTF-8"):
+        try:
+            locale.setlocale(locale.LC_CTYPE, name)
+        except locale.Error:
+            continue
+        os.environ["LC_CTYPE"] = env["LC_CTYPE"] = name
+        return
+
+
 def stdio(env):
     """Make sys.std* as a fresh interpreter with this environment would."""
     enc, errs = None, None
@@ -240,6 +259,7 @@ def run(script, cwd, argv, envlist, edited):
     # In place: modules hold the object, and putenv reaches subprocesses.
     os.environ.clear()
     os.environ.update(env)
+    coerce_locale(env)
     time.tzset()
     stdio(env)
     sys.argv = argv
@@ -277,7 +297,9 @@ def run(script, cwd, argv, envlist, edited):
             # The traceback starts at the script, as in a fresh interpreter:
             # the frame of this function, which exec'd it, is left out.
             etype, value, tb = sys.exc_info()
-            sys.excepthook(etype, value, tb.tb_next if tb else None)
+            tb = tb.tb_next if tb else None
+            value.__traceback__ = tb  # what the hook prints from
+            sys.excepthook(etype, value, tb)
             status = 1
     try:
         atexit._run_exitfuncs()
