@@ -21,6 +21,7 @@ import (
 	"github.com/cgibridge/cgibridge/bridge/daemon"
 	"github.com/cgibridge/cgibridge/bridge/listen"
 	"github.com/cgibridge/cgibridge/bridge/sandbox"
+	"github.com/cgibridge/cgibridge/bridge/spawn"
 	"github.com/cgibridge/cgibridge/cgienv"
 	"github.com/hashicorp/go-hclog"
 )
@@ -37,8 +38,86 @@ type CLI struct {
 	Config kong.ConfigFlag `help:"Read options from a JSON file whose keys are flag names, e.g. {\"root\": \"/srv/cgi-bin\", \"listen\": [\"unix:/run/cgibridge.sock\"], \"max-procs\": 32}. Flags and environment variables override it; unknown keys are refused." placeholder:"FILE"`
 
 	Serve   ServeCmd   `cmd:"" help:"Run the FastCGI server."`
+	Spawn   SpawnCmd   `cmd:"" envprefix:"CGIBRIDGE_SPAWN_" help:"Run N copies of a FastCGI program on one shared socket and keep them running: spawn-fcgi and multiwatch in one, with spawn-fcgi's flags. Flags can also be set as CGIBRIDGE_SPAWN_<FLAG>."`
 	Version VersionCmd `cmd:"" help:"Print the version."`
 }
+
+// SpawnCmd holds the flags of "cgibridge spawn"; the one-letter ones are
+// spawn-fcgi's. Their variables are CGIBRIDGE_SPAWN_<FLAG>, so that one
+// meant for serve (CGIBRIDGE_USER) does not change who spawn's children are.
+type SpawnCmd struct {
+	Socket              string        `short:"s" env:"SOCKET" help:"Listen on this unix socket (a stale socket file is replaced, a live one refused)." placeholder:"PATH" group:"Socket"`
+	SocketOutsideChroot bool          `short:"S" env:"SOCKET_OUTSIDE_CHROOT" help:"With -c, -s is a path outside the chroot (by default, as in spawn-fcgi, it is inside)." group:"Socket"`
+	Addr                string        `short:"a" env:"ADDR" help:"Listen on this TCP address, with -p (default 127.0.0.1, not spawn-fcgi's 0.0.0.0)." placeholder:"ADDR" group:"Socket"`
+	Port                int           `short:"p" env:"PORT" help:"Listen on this TCP port." group:"Socket"`
+	AllowFrom           []string      `env:"ALLOW_FROM" help:"Web servers (IP or CIDR, repeatable) that may connect over non-loopback TCP: set as FCGI_WEB_SERVER_ADDRS for the children, which enforce it (libfcgi, php-cgi). Required for a non-loopback -a unless FCGI_WEB_SERVER_ADDRS is set." placeholder:"CIDR" group:"Socket"`
+	SocketUser          string        `short:"U" env:"SOCKET_USER" help:"Owner of the unix socket (default: -u's user)." placeholder:"USER" group:"Socket"`
+	SocketGroup         string        `short:"G" env:"SOCKET_GROUP" help:"Group of the unix socket (default: the children's group when -u or -g is given), e.g. www-data." placeholder:"GROUP" group:"Socket"`
+	SocketMode          string        `short:"M" env:"SOCKET_MODE" help:"Permissions of the unix socket, octal." default:"0660" placeholder:"MODE" group:"Socket"`
+	Backlog             int           `short:"b" env:"BACKLOG" help:"Listen backlog." default:"1024" group:"Socket"`
+	Children            int           `short:"F" env:"CHILDREN" help:"Copies of the program to run." default:"1" placeholder:"N" group:"Children"`
+	User                string        `short:"u" env:"USER" help:"Run the children as this user (needs root). Started as root without -u, they run as nobody." group:"Children"`
+	Group               string        `short:"g" env:"GROUP" help:"Run the children with this group (default: the user's primary group)." group:"Children"`
+	AllowRoot           bool          `env:"ALLOW_ROOT" help:"Allow the children to run as root." group:"Children"`
+	Dir                 string        `short:"d" env:"DIR" help:"Working directory of the children (inside the chroot with -c)." placeholder:"DIR" group:"Children"`
+	Chroot              string        `short:"c" env:"CHROOT" help:"Root directory of the children (needs root); PROGRAM is a path inside it." placeholder:"DIR" group:"Children"`
+	PHPChildren         int           `short:"C" name:"php-children" env:"PHP_CHILDREN" help:"Set PHP_FCGI_CHILDREN=N in the children's environment (php-cgi then forks N workers of its own)." default:"-1" placeholder:"N" group:"Children"`
+	KillGrace           time.Duration `env:"KILL_GRACE" help:"Time between SIGTERM and SIGKILL when the children are stopped." default:"3s" group:"Children"`
+	DrainTimeout        time.Duration `env:"DRAIN_TIMEOUT" help:"On a rolling restart, how long an old child may take to finish its request before it gets SIGTERM." default:"10s" group:"Children"`
+	RestartDelay        time.Duration `env:"RESTART_DELAY" help:"Delay before restarting a child that ended; doubled after each quick death (a crash within 10s of its start). A clean exit (status 0, as php-cgi after PHP_FCGI_MAX_REQUESTS) never backs off." default:"100ms" group:"Children"`
+	RestartDelayMax     time.Duration `env:"RESTART_DELAY_MAX" help:"The restart delay stops doubling here; a slot is never given up." default:"30s" group:"Children"`
+	Watch               bool          `env:"WATCH" help:"Replace the children one at a time (as on SIGHUP) when PROGRAM's file changes."`
+	PIDFile             string        `short:"P" name:"pid-file" env:"PID_FILE" help:"Write the supervisor's pid to this file (also with -n)." placeholder:"FILE"`
+	Foreground          bool          `short:"n" env:"FOREGROUND" help:"Stay in the foreground (systemd, daemontools, runit). Without it spawn detaches and returns once the children are up."`
+	LogFile             string        `env:"LOG_FILE" help:"Append the log (and the children's output) to this file. Default: stderr with -n, syslog when detached." placeholder:"FILE" group:"Logging"`
+	LogFormat           string        `env:"LOG_FORMAT" help:"Log format." enum:"text,json" default:"text" group:"Logging"`
+	LogLevel            string        `env:"LOG_LEVEL" help:"Log level." enum:"trace,debug,info,warn,error" default:"info" group:"Logging"`
+	Program             []string      `arg:"" passthrough:"partial" help:"-- PROGRAM [ARGS...]: the FastCGI program and its arguments, passed as they are. Flags end at --, or at the program's name." placeholder:"PROGRAM"`
+}
+
+// Run runs the supervisor (see bridge/spawn).
+func (s *SpawnCmd) Run() error {
+	prog := s.Program
+	if len(prog) > 0 && prog[0] == "--" {
+		prog = prog[1:]
+	}
+	return spawn.Run(&spawn.Config{
+		Socket:              s.Socket,
+		SocketOutsideChroot: s.SocketOutsideChroot,
+		Addr:                s.Addr,
+		Port:                s.Port,
+		AllowFrom:           s.AllowFrom,
+		Children:            s.Children,
+		User:                s.User,
+		Group:               s.Group,
+		AllowRoot:           s.AllowRoot,
+		SocketUser:          s.SocketUser,
+		SocketGroup:         s.SocketGroup,
+		SocketMode:          s.SocketMode,
+		Backlog:             s.Backlog,
+		PIDFile:             s.PIDFile,
+		Foreground:          s.Foreground,
+		Dir:                 s.Dir,
+		Chroot:              s.Chroot,
+		PHPChildren:         s.PHPChildren,
+		Watch:               s.Watch,
+		KillGrace:           s.KillGrace,
+		DrainTimeout:        s.DrainTimeout,
+		RestartDelay:        s.RestartDelay,
+		RestartDelayMax:     s.RestartDelayMax,
+		LogFile:             s.LogFile,
+		LogFormat:           s.LogFormat,
+		LogLevel:            s.LogLevel,
+		Program:             prog,
+	})
+}
+
+// spawnUsageError gives a command line spawn cannot parse exit code 2,
+// the code spawn documents for usage errors.
+type spawnUsageError struct{ error }
+
+func (e spawnUsageError) Unwrap() error { return e.error }
+func (spawnUsageError) ExitCode() int   { return 2 }
 
 // ServeCmd holds the flags of "cgibridge serve".
 type ServeCmd struct {
@@ -63,6 +142,12 @@ type ServeCmd struct {
 	FastCGIMaxReqs  int           `name:"fastcgi-max-requests" help:"Replace a FastCGI child after this many requests (0: never)." group:"Warm mode"`
 	FastCGIIdle     time.Duration `name:"fastcgi-idle" help:"Stop a FastCGI child idle this long (0: never)." default:"5m" group:"Warm mode"`
 	FastCGIEnv      []string      `name:"fastcgi-env" help:"Set NAME=VALUE in the start environment of the FastCGI programs matching GLOB (repeatable), for configuration read before their accept loop, e.g. mapserv:MAPSERVER_CONFIG_FILE=/etc/mapserver.map. They start with --pass-env's variables and --set-env otherwise." sep:"none" placeholder:"GLOB:NAME=VALUE" group:"Warm mode"`
+	Warm            []string      `help:"Python and Perl CGI scripts (by #! line or extension) served through a preloaded interpreter that forks a fresh child per request (repeatable): a shell pattern on the path under --root, as --fastcgi takes. Scripts that cannot be warmed safely run in exec mode." placeholder:"GLOB" group:"Warm mode"`
+	WarmSpares      int           `help:"Forked children each interpreter helper keeps ready." default:"2" group:"Warm mode"`
+	WarmMaxHelpers  int           `help:"Interpreter helpers alive at most (one per script and user); past it the least recently used idle one stops." default:"16" group:"Warm mode"`
+	WarmIdle        time.Duration `help:"Stop an interpreter helper unused this long (0: never)." default:"10m" group:"Warm mode"`
+	WarmMaxRequests uint64        `help:"Start a new interpreter helper after this many requests (0: never)." default:"10000" group:"Warm mode"`
+	WarmMaxAge      time.Duration `help:"Start a new interpreter helper after this long (0: never)." default:"1h" group:"Warm mode"`
 	Stderr          string        `help:"Where programs' standard error goes: log (the bridge's log), fcgi (FastCGI STDERR records: the web server's error log) or both." enum:"log,fcgi,both" default:"both" group:"Programs"`
 	Timeout         time.Duration `help:"Per-request time limit; then SIGTERM to the program's process group, a grace period, SIGKILL, and 504. 0 disables." default:"60s" group:"Limits"`
 	KillGrace       time.Duration `help:"Time between SIGTERM and SIGKILL." default:"3s" group:"Limits"`
@@ -242,6 +327,14 @@ func (s *ServeCmd) options() (*daemon.Options, hclog.Logger, error) {
 			Idle:        s.FastCGIIdle,
 			Env:         s.FastCGIEnv,
 		},
+		Warm: daemon.WarmOptions{
+			Globs:       s.Warm,
+			Spares:      s.WarmSpares,
+			MaxHelpers:  s.WarmMaxHelpers,
+			Idle:        s.WarmIdle,
+			MaxRequests: s.WarmMaxRequests,
+			MaxAge:      s.WarmMaxAge,
+		},
 		MaxConns:        s.MaxConns,
 		MaxBodyBytes:    int64(s.MaxBody),
 		MaxParamsBytes:  int(s.MaxParams),
@@ -397,9 +490,18 @@ func main() {
 		os.Exit(2)
 	}
 	ctx, err := p.Parse(os.Args[1:])
+	var perr *kong.ParseError
+	if errors.As(err, &perr) && perr.Context != nil && strings.HasPrefix(perr.Context.Command(), "spawn") {
+		err = spawnUsageError{err}
+	}
 	p.FatalIfErrorf(err)
 	if err := ctx.Run(&cli); err != nil {
 		fmt.Fprintf(os.Stderr, "cgibridge: %v\n", err)
-		os.Exit(1)
+		code := 1
+		var ec kong.ExitCoder
+		if errors.As(err, &ec) {
+			code = ec.ExitCode()
+		}
+		os.Exit(code)
 	}
 }

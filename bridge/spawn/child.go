@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -41,7 +42,7 @@ func (s *supervisor) start(n int) (*child, error) {
 	}
 	defer outW.Close() // the child has its copy: EOF once it and its descendants are gone
 	p := s.plan
-	proc, err := process.Start(context.Background(), &process.Spec{
+	spec := &process.Spec{
 		Path:     p.path,
 		Argv:     p.argv,
 		Env:      p.env,
@@ -52,7 +53,9 @@ func (s *supervisor) start(n int) (*child, error) {
 		Identity: p.id,
 		CgroupFD: -1,
 		Chroot:   p.chroot,
-	})
+	}
+	var proc *process.Child
+	s.onStarter(func() { proc, err = process.Start(context.Background(), spec) })
 	if err != nil {
 		outR.Close()
 		return nil, fmt.Errorf("start %s: %w", p.path, err)
@@ -71,6 +74,35 @@ func (s *supervisor) start(n int) (*child, error) {
 	}()
 	c.log.Info("child started", "program", p.path)
 	return c, nil
+}
+
+// onStarter runs f on the starter thread and waits for it.
+//
+// A child's parent-death signal fires when the thread that forked it exits,
+// not the process (golang/go#27505), and Go ends a thread when a goroutine
+// locked to it exits without unlocking. So every child is forked from one
+// thread, locked to a goroutine that runs as long as the supervisor: the
+// signal then means what it should, that the supervisor is gone.
+func (s *supervisor) onStarter(f func()) {
+	done := make(chan struct{})
+	s.starter <- func() {
+		defer close(done)
+		f()
+	}
+	<-done
+}
+
+// newStarter starts the starter goroutine; closing the channel ends it,
+// which must wait until every child is reaped.
+func newStarter() chan func() {
+	c := make(chan func())
+	go func() {
+		runtime.LockOSThread()
+		for f := range c {
+			f()
+		}
+	}()
+	return c
 }
 
 // ran is how long the child has run, up to its exit if it has exited.
@@ -117,16 +149,17 @@ func (c *child) stop(grace time.Duration) {
 // retire ends a child that a new one replaces, without failing the request
 // it may be serving: it waits, up to drain, for the child to be seen
 // between requests (see probe.go) and kills it there. A child never seen
-// idle (a long request, a program that keeps other sockets open) is
-// stopped with SIGTERM after drain. ctx ending cuts the wait short.
-func (c *child) retire(ctx context.Context, listenIno uint64, drain, grace time.Duration) {
+// idle (a long request, a load that keeps it busy every moment) is
+// stopped with SIGTERM after drain. ctx ending cuts the wait short. It
+// returns how the child ended, for the log.
+func (c *child) retire(ctx context.Context, sock *socket, drain, grace time.Duration) string {
 	deadline := time.Now().Add(drain)
 	for !c.done() {
-		idle, err := probeIdle(c.pid, listenIno)
+		idle, err := probeIdle(c.pid, sock)
 		if idle {
 			process.KillGroup(c.pid, syscall.SIGKILL)
 			<-c.exited
-			return
+			return "killed between requests"
 		}
 		if err != nil && !c.done() {
 			c.log.Debug("cannot tell whether the child is between requests", "error", err)
@@ -136,7 +169,7 @@ func (c *child) retire(ctx context.Context, listenIno uint64, drain, grace time.
 				c.log.Warn("child not seen between requests; stopping it", "drain_timeout", drain)
 			}
 			c.stop(grace)
-			return
+			return "stopped: " + c.exitString()
 		}
 		select {
 		case <-c.exited:
@@ -144,6 +177,7 @@ func (c *child) retire(ctx context.Context, listenIno uint64, drain, grace time.
 		case <-time.After(probeInterval):
 		}
 	}
+	return "exited by itself: " + c.exitString()
 }
 
 // probeInterval is the pause between looks at a busy child: short, since

@@ -87,11 +87,11 @@ func TestChildEnvPassesEverythingButTheServiceManagersVariables(t *testing.T) {
 	}
 }
 
-func TestBackoffDoublesOnQuickDeathsAndStartsOverAfterAHealthyRun(t *testing.T) {
+func TestBackoffDoublesOnQuickDeathsAndStartsOverAfterAHealthyRunOrACleanExit(t *testing.T) {
 	b := &backoff{first: 100 * time.Millisecond, max: time.Second}
 	var got []time.Duration
 	for range 6 {
-		got = append(got, b.next(time.Millisecond))
+		got = append(got, b.next(time.Millisecond, false))
 	}
 	want := []time.Duration{100, 200, 400, 800, 1000, 1000}
 	for i := range want {
@@ -100,15 +100,27 @@ func TestBackoffDoublesOnQuickDeathsAndStartsOverAfterAHealthyRun(t *testing.T) 
 	if !slices.Equal(got, want) {
 		t.Fatalf("quick deaths: delays %v, want %v", got, want)
 	}
-	if d := b.next(healthyRun); d != 100*time.Millisecond {
+	if d := b.next(healthyRun, false); d != 100*time.Millisecond {
 		t.Errorf("after a healthy run: delay %v, want the first delay again", d)
 	}
-	if d := b.next(0); d != 200*time.Millisecond {
+	if d := b.next(0, false); d != 200*time.Millisecond {
 		t.Errorf("a quick death after that: %v, want 200ms", d)
 	}
 	b.reset()
-	if d := b.next(0); d != 100*time.Millisecond {
+	if d := b.next(0, false); d != 100*time.Millisecond {
 		t.Errorf("after reset: %v, want 100ms", d)
+	}
+	// php-cgi exiting 0 after PHP_FCGI_MAX_REQUESTS, however quickly, never
+	// backs off, and clears the count of quick deaths.
+	b.next(0, false)
+	b.next(0, false)
+	for range 3 {
+		if d := b.next(time.Millisecond, true); d != 100*time.Millisecond {
+			t.Errorf("clean exit: %v, want the first delay", d)
+		}
+	}
+	if d := b.next(0, false); d != 100*time.Millisecond {
+		t.Errorf("a crash after a clean exit: %v, want the first delay", d)
 	}
 }
 

@@ -91,8 +91,8 @@ func detach(p *plan) error {
 		kind, rest, _ := strings.Cut(line, "\t")
 		switch kind {
 		case "ready":
-			fmt.Printf("cgibridge spawn: %d children of %s on %s; supervisor pid %d; log: %s\n",
-				p.cfg.Children, p.path, p.socketDesc(), cmd.Process.Pid, rest)
+			fmt.Printf("cgibridge spawn: %s on %s, children: %d, supervisor pid: %d, log: %s\n",
+				p.path, p.socketDesc(), p.cfg.Children, cmd.Process.Pid, rest)
 			return nil
 		case "error":
 			<-exited

@@ -12,12 +12,18 @@
 // the connections waiting in the backlog go to the other children. A busy
 // group is continued at once (SIGSTOP/SIGCONT restart the system calls
 // they interrupt) and looked at again a moment later.
+//
+// Other sockets a program keeps (syslog's /dev/log, a database) are no
+// FastCGI connection: the kernel's socket tables (/proc/net/unix, tcp,
+// tcp6) tell the accepted ones apart, as they carry the listening socket's
+// path or port.
 
 package spawn
 
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -34,18 +40,18 @@ const stopWait = 200 * time.Millisecond
 // idle is true the group is left stopped for the caller to kill; otherwise
 // it has been continued. A group with no process left is not idle: its
 // owner sees the exit.
-func probeIdle(pgid int, listenIno uint64) (idle bool, err error) {
+func probeIdle(pgid int, sock *socket) (idle bool, err error) {
 	if err := syscall.Kill(-pgid, syscall.SIGSTOP); err != nil {
 		return false, err
 	}
-	idle, err = frozenIdle(pgid, listenIno)
+	idle, err = frozenIdle(pgid, sock)
 	if !idle {
 		syscall.Kill(-pgid, syscall.SIGCONT)
 	}
 	return idle, err
 }
 
-func frozenIdle(pgid int, listenIno uint64) (bool, error) {
+func frozenIdle(pgid int, sock *socket) (bool, error) {
 	members, err := groupMembers(pgid)
 	if err != nil || len(members) == 0 {
 		return false, err
@@ -59,10 +65,24 @@ func frozenIdle(pgid int, listenIno uint64) (bool, error) {
 			time.Sleep(100 * time.Microsecond)
 		}
 	}
+	var others []uint64
 	for _, pid := range members {
-		busy, err := holdsConnection(pid, listenIno)
-		if err != nil || busy {
+		inos, err := socketInodes(pid, sock.ino)
+		if err != nil {
 			return false, err
+		}
+		others = append(others, inos...)
+	}
+	if len(others) == 0 {
+		return true, nil
+	}
+	accepted, err := sock.accepted()
+	if err != nil {
+		return false, err
+	}
+	for _, ino := range others {
+		if accepted[ino] {
+			return false, nil
 		}
 	}
 	return true, nil
@@ -137,27 +157,80 @@ func stopped(pid int) bool {
 	return true
 }
 
-// holdsConnection reports whether process pid has a socket open other than
-// the listening socket with inode listenIno. A process that cannot be
-// inspected counts as busy.
-func holdsConnection(pid int, listenIno uint64) (bool, error) {
+// socketInodes returns the inodes of the sockets process pid has open,
+// but the listening socket's. A process that cannot be inspected is an
+// error (it then counts as busy); one that is gone holds nothing.
+func socketInodes(pid int, listenIno uint64) ([]uint64, error) {
 	dir := "/proc/" + strconv.Itoa(pid) + "/fd"
 	ents, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
-		return false, nil
+		return nil, nil
 	}
 	if err != nil {
-		return true, err
+		return nil, err
 	}
-	listening := "socket:[" + strconv.FormatUint(listenIno, 10) + "]"
+	var inos []uint64
 	for _, e := range ents {
 		target, err := os.Readlink(filepath.Join(dir, e.Name()))
 		if err != nil {
-			continue // closed meanwhile
+			continue // gone meanwhile
 		}
-		if strings.HasPrefix(target, "socket:[") && target != listening {
-			return true, nil
+		n, ok := strings.CutPrefix(target, "socket:[")
+		if !ok {
+			continue
+		}
+		ino, err := strconv.ParseUint(strings.TrimSuffix(n, "]"), 10, 64)
+		if err == nil && ino != listenIno {
+			inos = append(inos, ino)
 		}
 	}
-	return false, nil
+	return inos, nil
 }
+
+// accepted returns the inodes of the connections accepted from the
+// listening socket that exist now, from the kernel's socket tables: an
+// accepted unix connection carries the path the listening socket was bound
+// to, an accepted TCP connection its local port.
+func (s *socket) accepted() (map[uint64]bool, error) {
+	set := map[uint64]bool{}
+	if s.unixPath != "" {
+		data, err := os.ReadFile("/proc/net/unix")
+		if err != nil {
+			return nil, err
+		}
+		for line := range strings.Lines(string(data)) {
+			// Num RefCount Protocol Flags Type St Inode Path
+			f := strings.Fields(line)
+			if len(f) >= 8 && strings.Join(f[7:], " ") == s.unixPath {
+				if ino, err := strconv.ParseUint(f[6], 10, 64); err == nil && ino != s.ino {
+					set[ino] = true
+				}
+			}
+		}
+		return set, nil
+	}
+	port := fmt.Sprintf(":%04X", s.tcpPort)
+	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		data, err := os.ReadFile(table)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // no IPv6
+		}
+		if err != nil {
+			return nil, err
+		}
+		for line := range strings.Lines(string(data)) {
+			// sl local_address rem_address st ... uid timeout inode
+			f := strings.Fields(line)
+			if len(f) < 10 || !strings.HasSuffix(f[1], port) || f[3] == tcpListen {
+				continue
+			}
+			if ino, err := strconv.ParseUint(f[9], 10, 64); err == nil && ino != 0 {
+				set[ino] = true
+			}
+		}
+	}
+	return set, nil
+}
+
+// tcpListen is TCP_LISTEN in /proc/net/tcp's st column.
+const tcpListen = "0A"

@@ -1,7 +1,8 @@
 // This file holds a slot: one of the -F places for a child, and the
 // goroutine that keeps it filled. A child that dies is restarted after a
 // delay that doubles with each quick death up to --restart-delay-max, and
-// is never given up (multiwatch abandons a slot after three quick deaths).
+// is never given up (multiwatch abandons a slot after three quick deaths);
+// one that exits cleanly is restarted after the first delay.
 // A replacement (SIGHUP, --watch) starts the new child first and retires
 // the old one only once the new one has stayed up for a moment.
 
@@ -27,7 +28,14 @@ const settle = 250 * time.Millisecond
 type slot struct {
 	n       int
 	s       *supervisor
-	replace chan chan error // a rolling restart asks; the reply says how it went
+	replace chan chan replaced // a rolling restart asks; the reply says how it went
+}
+
+// replaced is a slot's answer to a replacement: the new child, or why
+// there is none.
+type replaced struct {
+	c   *child
+	err error
 }
 
 // backoff is a slot's restart delay.
@@ -36,11 +44,16 @@ type backoff struct {
 	quick      int // quick deaths in a row
 }
 
-// next returns the delay before the restart that follows a child's death
-// after running ran.
-func (b *backoff) next(ran time.Duration) time.Duration {
-	if ran >= healthyRun {
+// next returns the delay before the restart that follows a child's end
+// after running ran. A clean exit (status 0) is how php-cgi ends after
+// PHP_FCGI_MAX_REQUESTS, which under load can come within seconds: it is
+// restarted after the first delay and never backs off.
+func (b *backoff) next(ran time.Duration, clean bool) time.Duration {
+	if ran >= healthyRun || clean {
 		b.quick = 0
+	}
+	if clean {
+		return b.first
 	}
 	d := b.first
 	for i := 0; i < b.quick && d < b.max; i++ {
@@ -83,8 +96,15 @@ func (sl *slot) run(ctx context.Context, c *child) {
 			return
 
 		case <-exited:
-			c.log.Warn("child exited", "exit", c.exitString(), "ran", c.ran())
-			schedule(bo.next(c.ran()))
+			// php-cgi exits 0 by itself after PHP_FCGI_MAX_REQUESTS: not
+			// a failure, but the slot is refilled all the same.
+			clean := c.err == nil && c.exit.Code == 0
+			logExit := c.log.Warn
+			if clean {
+				logExit = c.log.Info
+			}
+			logExit("child exited", "exit", c.exitString(), "ran", c.ran())
+			schedule(bo.next(c.ran(), clean))
 			c = nil
 
 		case <-retryC:
@@ -92,7 +112,7 @@ func (sl *slot) run(ctx context.Context, c *child) {
 			nc, err := sl.s.start(sl.n)
 			if err != nil {
 				log.Error("cannot start child", "error", err)
-				schedule(bo.next(0))
+				schedule(bo.next(0, false))
 				continue
 			}
 			c = nc
@@ -100,12 +120,12 @@ func (sl *slot) run(ctx context.Context, c *child) {
 		case reply := <-sl.replace:
 			nc, err := sl.startSettled(ctx)
 			if err != nil {
-				reply <- err
+				reply <- replaced{err: err}
 				continue
 			}
 			if c != nil {
-				c.retire(ctx, sl.s.sock.ino, cfg.DrainTimeout, cfg.KillGrace)
-				c.log.Info("child replaced", "by", nc.pid, "exit", c.exitString())
+				how := c.retire(ctx, sl.s.sock, cfg.DrainTimeout, cfg.KillGrace)
+				c.log.Info("child replaced", "by", nc.pid, "how", how)
 			}
 			if retryC != nil {
 				retry.Stop()
@@ -113,7 +133,7 @@ func (sl *slot) run(ctx context.Context, c *child) {
 			}
 			bo.reset()
 			c = nc
-			reply <- nil
+			reply <- replaced{c: nc}
 		}
 	}
 }

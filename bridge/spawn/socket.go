@@ -30,6 +30,11 @@ type socket struct {
 	ino   uint64   // its inode, to tell it from a child's connections
 	desc  string   // for the log: unix:/path or tcp:HOST:PORT
 	close func() error
+
+	// What connections accepted from it have in /proc/net (see
+	// accepted): the socket file's path, or the TCP port.
+	unixPath string
+	tcpPort  int
 }
 
 // openSocket binds the socket the plan names with its backlog. A unix
@@ -102,5 +107,12 @@ func socketOf(ln net.Listener, backlog int) (*socket, error) {
 		f.Close()
 		return nil, fmt.Errorf("stat the listening socket: %w", err)
 	}
-	return &socket{file: f, ino: st.Ino}, nil
+	s := &socket{file: f, ino: st.Ino}
+	switch a := ln.Addr().(type) {
+	case *net.UnixAddr:
+		s.unixPath = a.Name
+	case *net.TCPAddr:
+		s.tcpPort = a.Port
+	}
+	return s, nil
 }

@@ -30,6 +30,8 @@ type supervisor struct {
 	sock  *socket
 	slots []*slot
 	kids  sync.WaitGroup // the children's owner and output goroutines
+
+	starter chan func() // runs process.Start on one thread (see onStarter)
 }
 
 // outputWait bounds the wait, at exit, for the output of children whose
@@ -64,7 +66,10 @@ func supervise(p *plan, log hclog.Logger, ready *readyPipe) error {
 	if p.id != nil && p.cfg.User == "" {
 		log.Info("started as root without -u: the children run as nobody (-u to choose, --allow-root to run them as root)")
 	}
-	s := &supervisor{plan: p, log: log, sock: sock}
+	s := &supervisor{plan: p, log: log, sock: sock, starter: newStarter()}
+	// Deferred calls run last first: the starter thread goes only once
+	// every child is reaped.
+	defer close(s.starter)
 	defer s.waitKids()
 	// Every child is started before the supervisor reports ready: a
 	// program that cannot be executed at all fails the start.
@@ -96,7 +101,7 @@ func supervise(p *plan, log hclog.Logger, ready *readyPipe) error {
 	defer cancel()
 	var slots sync.WaitGroup
 	for i, c := range first {
-		sl := &slot{n: i, s: s, replace: make(chan chan error)}
+		sl := &slot{n: i, s: s, replace: make(chan chan replaced)}
 		s.slots = append(s.slots, sl)
 		slots.Add(1)
 		go func() {
@@ -163,26 +168,36 @@ func supervise(p *plan, log hclog.Logger, ready *readyPipe) error {
 	}
 }
 
-// roll replaces the children one slot at a time. A replacement that fails
-// stops the roll: the remaining slots keep their children, which serve.
+// roll replaces the children one slot at a time. A replacement that fails,
+// or one that has died by the time the next slot's turn comes, stops the
+// roll: the remaining slots keep their children, which serve.
 func (s *supervisor) roll(ctx context.Context, reason string) {
 	log := s.log.With("reason", reason)
 	log.Info("replacing the children one at a time")
+	var fresh []*child
 	for _, sl := range s.slots {
-		reply := make(chan error, 1)
+		for _, c := range fresh {
+			if c.done() {
+				log.Error("a new child died after it replaced an old one; the others keep running as they are",
+					"slot", c.slot, "pid", c.pid, "exit", c.exitString())
+				return
+			}
+		}
+		reply := make(chan replaced, 1)
 		select {
 		case sl.replace <- reply:
 		case <-ctx.Done():
 			return
 		}
 		select {
-		case err := <-reply:
-			if err != nil {
+		case r := <-reply:
+			if r.err != nil {
 				if ctx.Err() == nil {
-					log.Error("cannot replace a child; the others keep running as they are", "slot", sl.n, "error", err)
+					log.Error("cannot replace a child; the others keep running as they are", "slot", sl.n, "error", r.err)
 				}
 				return
 			}
+			fresh = append(fresh, r.c)
 		case <-ctx.Done():
 			return
 		}
