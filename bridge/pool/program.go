@@ -173,7 +173,7 @@ func (p *program) run(ctx context.Context, job *runner.Job) runner.Result {
 			return res
 		}
 		if attempt == 3 {
-			return runner.Result{Err: fmt.Errorf("FastCGI program %s: no child took the request in %d tries: %w", p.spec.name, attempt+1, runner.ErrUnavailable)}
+			return runner.Result{Err: runner.Unavailable(fmt.Sprintf("FastCGI program %s: no child took the request in %d tries", p.spec.name, attempt+1))}
 		}
 	}
 }
@@ -207,7 +207,7 @@ func (p *program) acquire(ctx context.Context) (*child, error) {
 }
 
 func unavailable(name string, err error) error {
-	return fmt.Errorf("FastCGI program %s cannot start: %v: %w", name, err, runner.ErrUnavailable)
+	return runner.Unavailable(fmt.Sprintf("FastCGI program %s cannot start: %v", name, err))
 }
 
 // startFailed puts the generation in backoff and logs the first failure.

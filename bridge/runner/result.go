@@ -22,6 +22,15 @@ var (
 	ErrDraining = errors.New("runner shutting down")
 )
 
+// Unavailable returns an error that says why a runner passed a job on, and
+// wraps ErrUnavailable: the reason is what the access line shows (cold=).
+func Unavailable(reason string) error { return &unavailableError{reason} }
+
+type unavailableError struct{ reason string }
+
+func (e *unavailableError) Error() string        { return e.reason }
+func (e *unavailableError) Is(target error) bool { return target == ErrUnavailable }
+
 // StartKind classifies why a program could not be started.
 type StartKind int
 

@@ -179,7 +179,7 @@ func (r *Runner) Run(ctx context.Context, job *runner.Job) runner.Result {
 // coldResult passes the job to exec mode, counting why.
 func (r *Runner) coldResult(script, why string) runner.Result {
 	r.count(script, why)
-	return runner.Result{Err: fmt.Errorf("%s: %w", why, runner.ErrUnavailable)}
+	return runner.Result{Err: runner.Unavailable(why)}
 }
 
 func (r *Runner) count(script, cold string) {

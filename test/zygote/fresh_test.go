@@ -45,7 +45,8 @@ func TestWarmIsAFreshProcess(t *testing.T) {
 			// An earlier warm request that changes its environment and its
 			// modules' state must leave no trace.
 			warm.do(t, "probe.py", "leave=1", nil)
-			got := decode(t, warm.do(t, "probe.py", tc.query, tc.body, tc.extra...))
+			r, line := warm.doAccess(t, "probe.py", tc.query, tc.body, tc.extra...)
+			got := decode(t, r)
 			again := decode(t, warm.do(t, "probe.py", tc.query, tc.body, tc.extra...))
 			if got["random"] == again["random"] {
 				t.Errorf("random gave %v twice: not reseeded per child", got["random"])
@@ -61,8 +62,8 @@ func TestWarmIsAFreshProcess(t *testing.T) {
 			if !reflect.DeepEqual(got, again) {
 				t.Errorf("two warm requests differ: %s vs %s", jsonString(got), jsonString(again))
 			}
-			if l := warm.lastAccess(t, "uri=/probe.py "); !strings.Contains(l, "runner=warm") {
-				t.Errorf("not served warm: %s", l)
+			if !strings.Contains(line, "runner=warm") {
+				t.Errorf("not served warm: %s", line)
 			}
 		})
 	}
@@ -87,15 +88,14 @@ func TestWarmExitsAsAFreshProcess(t *testing.T) {
 		{"exit=msg", 1, "a message to stderr"},
 		{"exit=os&code=4", 4, ""},
 	} {
-		c := cold.do(t, "probe.py", tc.query, nil)
-		w := warm.do(t, "probe.py", tc.query, nil)
+		c, cl := cold.doAccess(t, "probe.py", tc.query, nil)
+		w, wl := warm.doAccess(t, "probe.py", tc.query, nil)
 		if c.err != nil || w.err != nil {
 			t.Fatalf("%s: %v / %v", tc.query, c.err, w.err)
 		}
 		if c.end.AppStatus != tc.status || w.end.AppStatus != tc.status {
 			t.Errorf("%s: appStatus exec %d, warm %d, want %d", tc.query, c.end.AppStatus, w.end.AppStatus, tc.status)
 		}
-		cl, wl := cold.lastAccess(t, tc.query), warm.lastAccess(t, tc.query)
 		if exitOf(cl) != exitOf(wl) || !strings.Contains(wl, "runner=warm") {
 			t.Errorf("%s: access lines differ in exit:\n exec %s\n warm %s", tc.query, cl, wl)
 		}
@@ -151,11 +151,11 @@ func TestWarmRunsAtexitAndFlushesUnclosedFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.Chmod(out, 0o666)
-	warm.do(t, "probe.py", "unclosed="+out, nil)
+	_, l := warm.doAccess(t, "probe.py", "unclosed="+out, nil)
 	if data, _ := os.ReadFile(out); string(data) != "flushed at exit\n" {
 		t.Errorf("unclosed file holds %q", data)
 	}
-	if l := warm.lastAccess(t, "unclosed="); !strings.Contains(l, "runner=warm") {
+	if !strings.Contains(l, "runner=warm") {
 		t.Errorf("not served warm: %s", l)
 	}
 }

@@ -144,25 +144,25 @@ func waitCount(b *bed, sub string, n int, d time.Duration) bool {
 	return true
 }
 
-// lastAccess returns the last access line for uri fragment frag.
-func (b *bed) lastAccess(t testing.TB, frag string) string {
+// doAccess is do, returning also the request's own access line.
+func (b *bed) doAccess(t testing.TB, name, query string, body []byte, extra ...fcgi.Pair) (reply, string) {
 	t.Helper()
-	var last string
-	deadline := time.Now().Add(5 * time.Second)
-	for last == "" && time.Now().Before(deadline) {
-		for _, l := range strings.Split(b.bridge.Logs.String(), "\n") {
-			if strings.Contains(l, "request:") && strings.Contains(l, frag) {
-				last = l
+	before := strings.Count(b.bridge.Logs.String(), "request: ")
+	r := b.do(t, name, query, body, extra...)
+	if !waitCount(b, "request: ", before+1, 5*time.Second) {
+		t.Fatalf("no access line for %s?%s", name, query)
+	}
+	lines := strings.Split(b.bridge.Logs.String(), "\n")
+	n := 0
+	for _, l := range lines {
+		if strings.Contains(l, "request: ") {
+			n++
+			if n == before+1 {
+				return r, l
 			}
 		}
-		if last == "" {
-			time.Sleep(10 * time.Millisecond)
-		}
 	}
-	if last == "" {
-		t.Fatalf("no access line for %s", frag)
-	}
-	return last
+	return r, ""
 }
 
 func decode(t *testing.T, r reply) map[string]any {
