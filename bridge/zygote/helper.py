@@ -403,11 +403,12 @@ while True:
                     try:
                         newsig = signature(SCRIPT)
                         if newsig != SIG:
+                            # Spares forked already compile it themselves
+                            # when they take a request (they check the
+                            # signature); the ones to come need not.
                             SIG, SRC, CODE = compile_script()
                             for f in preload(SRC):
                                 control("F", f)
-                            for pid in list(spares):
-                                os.kill(pid, SIGKILL)  # forked with the old code
                     except BaseException as e:
                         control("W", "recompiling the script: %s" % e)
             continue

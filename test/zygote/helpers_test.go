@@ -85,6 +85,11 @@ func (r reply) status() string {
 // do sends a request for name with query and extra params, and body.
 func (b *bed) do(t testing.TB, name, query string, body []byte, extra ...fcgi.Pair) reply {
 	t.Helper()
+	return b.request(name, query, body, extra...)
+}
+
+// request is do for goroutines of load loops, which have no testing.TB.
+func (b *bed) request(name, query string, body []byte, extra ...fcgi.Pair) reply {
 	nc, err := net.DialTimeout("unix", b.bridge.Socket, ioTimeout)
 	if err != nil {
 		return reply{err: err}
