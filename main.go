@@ -148,6 +148,7 @@ type ServeCmd struct {
 	WarmIdle        time.Duration `help:"Stop an interpreter helper unused this long (0: never)." default:"10m" group:"Warm mode"`
 	WarmMaxRequests uint64        `help:"Start a new interpreter helper after this many requests (0: never)." default:"10000" group:"Warm mode"`
 	WarmMaxAge      time.Duration `help:"Start a new interpreter helper after this long (0: never)." default:"1h" group:"Warm mode"`
+	WarmMaxMemory   byteSize      `help:"Start a new interpreter helper when its resident memory passes this (0: no cap)." default:"256M" group:"Warm mode"`
 	Stderr          string        `help:"Where programs' standard error goes: log (the bridge's log), fcgi (FastCGI STDERR records: the web server's error log) or both." enum:"log,fcgi,both" default:"both" group:"Programs"`
 	Timeout         time.Duration `help:"Per-request time limit; then SIGTERM to the program's process group, a grace period, SIGKILL, and 504. 0 disables." default:"60s" group:"Limits"`
 	KillGrace       time.Duration `help:"Time between SIGTERM and SIGKILL." default:"3s" group:"Limits"`
@@ -334,6 +335,7 @@ func (s *ServeCmd) options() (*daemon.Options, hclog.Logger, error) {
 			Idle:        s.WarmIdle,
 			MaxRequests: s.WarmMaxRequests,
 			MaxAge:      s.WarmMaxAge,
+			MaxMemory:   uint64(s.WarmMaxMemory),
 		},
 		MaxConns:        s.MaxConns,
 		MaxBodyBytes:    int64(s.MaxBody),

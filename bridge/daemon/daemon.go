@@ -149,6 +149,7 @@ func (d *Daemon) newWarm(opts *Options) (*zygote.Runner, error) {
 		Idle:        opts.Warm.Idle,
 		MaxRequests: opts.Warm.MaxRequests,
 		MaxAge:      opts.Warm.MaxAge,
+		MaxMemory:   opts.Warm.MaxMemory,
 		Env:         env,
 		Limits:      opts.Exec.Limits,
 		Shim:        opts.Exec.Shim,

@@ -81,4 +81,5 @@ type WarmOptions struct {
 	Idle        time.Duration
 	MaxRequests uint64
 	MaxAge      time.Duration
+	MaxMemory   uint64
 }

@@ -376,6 +376,27 @@ func (h *helper) kill() {
 	}
 }
 
+// rss is the helper process's resident memory in bytes (0 if unknown).
+func (h *helper) rss() uint64 {
+	h.mu.Lock()
+	pid := h.pid
+	h.mu.Unlock()
+	if pid == 0 {
+		return 0
+	}
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
 // childExited hands a request child's exit to its waiter.
 func (h *helper) childExited(pid int, e runner.Exit) {
 	h.mu.Lock()

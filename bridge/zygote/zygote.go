@@ -46,6 +46,10 @@ type Config struct {
 	// seed of a Python helper) does not live for ever (0: never).
 	MaxRequests uint64
 	MaxAge      time.Duration
+	// MaxMemory recycles a helper whose resident memory passes it (0: no
+	// cap): a script that grows its helper's heap at every import does not
+	// keep the memory for ever.
+	MaxMemory uint64
 	// Env is the helpers' start environment: the bridge's allowlist and
 	// --set-env (cgienv.BaseEnviron), as exec mode's programs get it.
 	Env []string
@@ -320,14 +324,15 @@ func (r *Runner) changes() {
 	}
 }
 
-// reaper stops helpers idle longer than Config.Idle.
+// reaper stops helpers idle longer than Config.Idle, and recycles those
+// over Config.MaxMemory.
 func (r *Runner) reaper() {
 	defer r.wg.Done()
-	if r.cfg.Idle <= 0 {
-		<-r.done
-		return
+	every := time.Second
+	if r.cfg.Idle > 0 {
+		every = min(every, max(r.cfg.Idle/4, 10*time.Millisecond))
 	}
-	t := time.NewTicker(max(r.cfg.Idle/4, 10*time.Millisecond))
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
@@ -336,8 +341,11 @@ func (r *Runner) reaper() {
 		case <-t.C:
 			r.mu.Lock()
 			for _, h := range r.helpers {
-				if h.idle() && time.Since(h.lastUsed()) > r.cfg.Idle {
+				switch {
+				case r.cfg.Idle > 0 && h.idle() && time.Since(h.lastUsed()) > r.cfg.Idle:
 					r.retire(h, "idle")
+				case r.cfg.MaxMemory > 0 && h.rss() > r.cfg.MaxMemory:
+					r.retire(h, fmt.Sprintf("resident memory %d MiB, over --warm-max-memory", h.rss()>>20))
 				}
 			}
 			r.mu.Unlock()
