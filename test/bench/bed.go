@@ -138,6 +138,7 @@ type Bed struct {
 	bridgeDir string
 	nginxDir  string
 	fwDone    chan struct{}
+	warm      *warmBed // the warm-mode part, nil without it
 }
 
 // BedConfig chooses how the bed is built.
@@ -146,6 +147,9 @@ type BedConfig struct {
 	// BridgeEnv are extra NAME=VALUE variables for cgibridge (e.g.
 	// GOMAXPROCS=2, to compare runtime settings against the same fcgiwrap).
 	BridgeEnv []string
+	// Warm, when set, adds the warm-mode part: FastCGI pools, spawn-fcgi's
+	// children and the memory bridge (see warm_bed.go).
+	Warm *WarmPlan
 }
 
 // missingTool is the advice when a tool the benchmark needs is absent: the smoke
@@ -225,6 +229,11 @@ func SetUp(cfg BedConfig) (bed *Bed, err error) {
 	if err := b.startFcgiwrap(); err != nil {
 		return nil, err
 	}
+	if cfg.Warm != nil {
+		if err := b.startWarm(*cfg.Warm, bin, cfg.BridgeEnv); err != nil {
+			return nil, err
+		}
+	}
 
 	nginxBin, err := harness.NginxBinary()
 	if err != nil {
@@ -265,6 +274,9 @@ func (b *Bed) serverBlock() string {
 		s.WriteString("fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;\n")
 		s.WriteString("}\n")
 	}
+	if b.warm != nil {
+		s.WriteString(b.warmLocations())
+	}
 	return s.String()
 }
 
@@ -290,15 +302,15 @@ func writePrograms(dir string) error {
 	return nil
 }
 
-// compileC builds src into dir/name with gcc -O2.
-func compileC(dir, name, src string) error {
+// compileC builds src into dir/name with gcc -O2, linking libs (e.g. -lfcgi).
+func compileC(dir, name, src string, libs ...string) error {
 	srcPath := filepath.Join(dir, name+".c")
 	if err := os.WriteFile(srcPath, []byte(src), 0o644); err != nil {
 		return fmt.Errorf("write %s: %w", srcPath, err)
 	}
 	defer os.Remove(srcPath)
 	out := filepath.Join(dir, name)
-	if msg, err := exec.Command("gcc", "-O2", "-o", out, srcPath).CombinedOutput(); err != nil {
+	if msg, err := exec.Command("gcc", append([]string{"-O2", "-o", out, srcPath}, libs...)...).CombinedOutput(); err != nil {
 		return fmt.Errorf("compile %s: %w\n%s", name, err, msg)
 	}
 	return os.Chmod(out, 0o755)
@@ -401,6 +413,7 @@ func (b *Bed) Close() error {
 		_ = syscall.Kill(-b.FW.Process.Pid, syscall.SIGKILL) // workers outliving the master
 		_ = os.RemoveAll(filepath.Dir(b.FWSocket))
 	}
+	errs = append(errs, b.closeWarm()...)
 	if b.Bridge != nil {
 		if err := b.Bridge.Stop(); err != nil {
 			errs = append(errs, fmt.Errorf("cgibridge did not exit cleanly: %w\n%s", err, b.Bridge.Logs.String()))

@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -328,5 +329,134 @@ func TestLatencySVGDrawsInvalidRunsHollow(t *testing.T) {
 		if !strings.Contains(svg, tick) {
 			t.Errorf("latency axis lacks the %s tick", tick)
 		}
+	}
+}
+
+// warmSmokeRequests is how many checked requests each warm-section run gets.
+const warmSmokeRequests = 200
+
+func TestSmokeWarmMode(t *testing.T) {
+	wp := &WarmPlan{
+		Programs: []string{"libfcgi", "php"}, Procs: []int{2}, Concurrency: []int{8},
+		Repeats: 1, Duration: 20 * time.Second, MaxRequests: warmSmokeRequests,
+		MemPools: 4, MemProcs: 2,
+	}
+	bed, err := SetUp(BedConfig{Procs: 8, Warm: wp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var direct []*directSet
+	for _, s := range bed.warm.Sets {
+		for _, d := range s.Direct {
+			direct = append(direct, d)
+		}
+	}
+	t.Cleanup(func() {
+		if err := bed.Close(); err != nil {
+			t.Error(err)
+		}
+		for _, d := range direct {
+			if left := d.alive(); len(left) > 0 {
+				t.Errorf("spawn-fcgi children %v still running after Close", left)
+			}
+		}
+		if t.Failed() {
+			for _, s := range bed.warm.Sets {
+				t.Logf("warm cgibridge N=%d output:\n%s", s.N, s.Bridge.Logs.String())
+			}
+			t.Logf("nginx error.log:\n%s", bed.Nginx.ErrorLog())
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	defer cancel()
+
+	pl := Plan{Procs: 8, Warmup: 200 * time.Millisecond, Warm: wp}
+	if testing.Verbose() {
+		pl.Log = os.Stderr
+	}
+	res, err := pl.Execute(ctx, bed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := res.Warm
+	if w == nil {
+		t.Fatal("no warm results")
+	}
+	if got, want := len(w.Direct), len(wp.Programs)*len(wp.Procs)*len(wp.Concurrency)*2; got != want {
+		t.Errorf("%d warm-against-direct runs, want %d", got, want)
+	}
+	if got, want := len(w.Exec), len(wp.Programs)*len(wp.Concurrency)*2; got != want {
+		t.Errorf("%d warm-against-exec runs, want %d", got, want)
+	}
+	for _, r := range append(slices.Clone(w.Direct), w.Exec...) {
+		if r.Errors > 0 || r.Requests != warmSmokeRequests {
+			t.Errorf("%s on %s: %d requests, %d failed (first: %s), want %d without failures", r.Program, r.Backend, r.Requests, r.Errors, r.FirstError, warmSmokeRequests)
+		}
+		// Every side's processes were found and measured.
+		if r.CPU.Nginx <= 0 || r.CPU.Programs <= 0 || r.CPU.Client <= 0 || (r.Backend != sideDirect) != (r.CPU.Bridge > 0) {
+			t.Errorf("%s on %s: CPU per request not measured: %+v", r.Program, r.Backend, r.CPU)
+		}
+	}
+	m := w.Memory
+	if m == nil || m.Short || len(m.Children) != wp.MemPools || m.ChildrenTotal != wp.MemPools*wp.MemProcs || m.BridgeKiB <= 0 || m.ChildrenPSSKiB <= 0 {
+		t.Errorf("warm memory not measured: %+v", m)
+	}
+
+	direct2 := WarmRows(w.Direct, sideWarm, sideDirect)
+	for _, r := range direct2 {
+		t.Logf("%s N=%d c=%d: warm/direct throughput %.2f (target ≥ %.1f), p99 %.2f (target ≤ %.1f); CPU µs/req: bridge %.0f, server warm %.0f direct %.0f",
+			r.Program, r.Procs, r.Concurrency, r.RateRatio, targetWarmRate, r.P99Ratio, targetWarmP99, r.ACPU.Bridge, r.ACPU.Server(), r.BCPU.Server())
+	}
+	for _, r := range WarmRows(w.Exec, sideWarm, sideExec) {
+		t.Logf("%s c=%d: warm/exec throughput %.1f×", r.Program, r.Concurrency, r.RateRatio)
+	}
+	if m != nil {
+		t.Logf("memory: cgibridge %s with %d pools of %d children (target ≤ 25 MiB with 4 of 8), children %s RSS, %s PSS",
+			mib(m.BridgeKiB), m.Pools, m.ProcsPerPool, mib(m.ChildrenRSSKiB), mib(m.ChildrenPSSKiB))
+	}
+
+	md := Markdown(res, ".")
+	for _, want := range []string{
+		"## Warm mode", "### Warm-mode targets", "| libfcgi | 2 | 8 |", "| php | 2 | 8 |",
+		"### CPU time per request", "### Warm pool against exec mode", "### Memory with idle pools",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+	data, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Results
+	if err := json.Unmarshal(data, &back); err != nil || back.Warm == nil || len(back.Warm.Direct) != len(w.Direct) || back.Warm.Direct[0].CPU != w.Direct[0].CPU {
+		t.Errorf("the warm results do not survive JSON (%v)", err)
+	}
+}
+
+func TestWarmRowsPairSidesAndPoolSizes(t *testing.T) {
+	run := func(side, compare string, procs, rep int, rate, p99 float64) WarmRun {
+		return WarmRun{Run: Run{Backend: side, Program: "php", Mode: "closed", Concurrency: 8, Repeat: rep, Rate: rate, P99: p99, Requests: 10, Valid: true},
+			Compare: compare, Procs: procs, CPU: CPUPerRequest{Bridge: rate / 100}}
+	}
+	runs := []WarmRun{
+		run(sideWarm, sideDirect, 2, 0, 80, 3), run(sideDirect, sideDirect, 2, 0, 100, 2),
+		run(sideDirect, sideDirect, 8, 0, 100, 2), run(sideWarm, sideDirect, 8, 0, 90, 2),
+		run(sideDirect, sideDirect, 2, 1, 100, 2), run(sideWarm, sideDirect, 2, 1, 70, 4),
+		run(sideWarm, sideExec, 2, 0, 1000, 1), run(sideExec, sideExec, 0, 0, 50, 20),
+	}
+	rows := WarmRows(runs, sideWarm, sideDirect)
+	if len(rows) != 2 || rows[0].Procs != 2 || rows[1].Procs != 8 {
+		t.Fatalf("want rows for N=2 and N=8, got %+v", rows)
+	}
+	if r := rows[0]; r.Pairs != 2 || r.RateRatio != 0.75 || r.RLo != 0.7 || r.P99Ratio != 1.75 || r.ACPU.Bridge != 0.75 || r.p99Met() {
+		t.Errorf("N=2 row: %+v", r)
+	}
+	if r := rows[0]; r.rateMet() || !rows[1].rateMet() {
+		t.Errorf("0.75 must miss the %.1f target and 0.9 meet it", targetWarmRate)
+	}
+	ex := WarmRows(runs, sideWarm, sideExec)
+	if len(ex) != 1 || ex[0].Pairs != 1 || ex[0].RateRatio != 20 || ex[0].Procs != 2 {
+		t.Errorf("exec rows: %+v", ex)
 	}
 }

@@ -37,14 +37,21 @@ This page is written by the benchmark command; edit ` + "`test/bench/docs.go`" +
 - **Memory**: VmRSS of the cgibridge process (peak from sampling every 2 ms and VmHWM after
   resetting it) and the VmRSS of fcgiwrap's master and workers summed, idle and during an upload
   to a program that counts its stdin.
+- **Warm mode** (its own section after the exec-mode ones): FastCGI programs kept running, a
+  libfcgi C hello and a php-cgi hello. A ` + "`cgibridge serve --fastcgi GLOB --fastcgi-procs N`" + `
+  pool, reached through an nginx upstream with ` + "`keepalive 32`" + ` and ` + "`fastcgi_keep_conn on`" + `,
+  against nginx talking straight to the same program under ` + "`spawn-fcgi -F N`" + `, and against
+  the exec-mode cgibridge; CPU time per request of cgibridge, nginx and the programs; the
+  bridge's resident set holding four pools of eight idle children.
 
 ## Reproduce
 
-As root on a machine with ` + "`nginx-light fcgiwrap spawn-fcgi gcc perl python3`" + `, from the
+As root on a machine with ` + "`nginx-light fcgiwrap spawn-fcgi gcc perl python3 php-cgi libfcgi-dev`" + `, from the
 module root:
 
-    go run ./test/bench              # full run, about 10 minutes on 2 cores
+    go run ./test/bench              # full run, about 12 minutes on 2 cores (4 of them warm mode)
     go run ./test/bench -quick       # the machinery only, numbers not meaningful
+    go run ./test/bench -warm=false  # without the warm-mode section
     go test ./test/bench/            # smoke test: a few hundred checked requests per program
 
 Raw results: ` + "`test/bench/results/results.json`" + `; plots: ` + "`test/bench/results/*.svg`" + `.

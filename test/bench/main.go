@@ -3,7 +3,7 @@
 //
 // Run it from the module root as root (both servers then run programs as nobody):
 //
-//	go run ./test/bench            # the full run, about 10 minutes on 2 cores
+//	go run ./test/bench            # the full run, about 12 minutes on 2 cores (4 of them warm mode)
 //	go run ./test/bench -quick     # a short run to try the machinery
 //
 // `go test ./test/bench` runs only the smoke test, never the full benchmark.
@@ -54,6 +54,16 @@ func run(args []string) error {
 	fs.IntVar(&pl.UploadRepeats, "upload-repeats", 3, "uploads per backend")
 	fs.StringVar(&outDir, "out", "test/bench/results", "directory for results.json, results.md and the SVG plots (relative to the module root)")
 	fs.StringVar(&bridgeEnv, "bridge-env", "", "extra NAME=VALUE variables for cgibridge, comma separated (e.g. GOMAXPROCS=2)")
+	warm := fs.Bool("warm", true, "also measure warm mode: FastCGI pools against spawn-fcgi direct and against exec mode, and the memory of idle pools")
+	var wp WarmPlan
+	var warmProgs, warmProcs, warmConc string
+	fs.StringVar(&warmProgs, "warm-programs", "libfcgi,php", "warm-mode programs")
+	fs.StringVar(&warmProcs, "warm-procs", "2,8", "warm-mode pool sizes N (--fastcgi-procs N against spawn-fcgi -F N), each measured")
+	fs.StringVar(&warmConc, "warm-conc", "8,64", "warm-mode concurrencies")
+	fs.IntVar(&wp.Repeats, "warm-repeats", 0, "warm-mode repeats per cell (0: as -repeats)")
+	fs.DurationVar(&wp.Duration, "warm-dur", 0, "length of each warm-mode run (0: as -dur)")
+	fs.IntVar(&wp.MemPools, "warm-mem-pools", 4, "FastCGI programs of the warm memory measurement (0: not measured)")
+	fs.IntVar(&wp.MemProcs, "warm-mem-procs", 8, "children per pool of the warm memory measurement")
 	render := fs.String("render", "", "do not measure: re-render the outputs from this results.json")
 	fs.StringVar(&docs, "docs", "docs/benchmarks.md", "markdown file to (re)write with the results, relative to the module root; empty: none")
 	if err := fs.Parse(args); err != nil {
@@ -78,6 +88,7 @@ func run(args []string) error {
 		quickly("overhead-n", func() { pl.OverheadN = 50 })
 		quickly("upload-mib", func() { upload = 16 })
 		quickly("upload-repeats", func() { pl.UploadRepeats = 1 })
+		quickly("warm-procs", func() { warmProcs = "2" })
 	}
 	pl.UploadBytes = int64(upload) << 20
 	var err error
@@ -88,6 +99,30 @@ func run(args []string) error {
 		return fmt.Errorf("-rates: %w", err)
 	}
 	pl.Programs, pl.OpenPrograms = splitList(progs), splitList(open)
+	if *warm {
+		if wp.Programs = splitList(warmProgs); len(wp.Programs) == 0 {
+			return fmt.Errorf("-warm-programs: empty list")
+		}
+		if _, err := pickWarm(wp.Programs); err != nil {
+			return fmt.Errorf("-warm-programs: %w", err)
+		}
+		if wp.Procs, err = parseInts(warmProcs); err != nil {
+			return fmt.Errorf("-warm-procs: %w", err)
+		}
+		if wp.Concurrency, err = parseInts(warmConc); err != nil {
+			return fmt.Errorf("-warm-conc: %w", err)
+		}
+		if wp.Repeats <= 0 {
+			wp.Repeats = pl.Repeats
+		}
+		if wp.Duration <= 0 {
+			wp.Duration = pl.Duration
+		}
+		if wp.MemPools > 0 && wp.MemProcs <= 0 {
+			return fmt.Errorf("-warm-mem-procs: want a positive number")
+		}
+		pl.Warm = &wp
+	}
 
 	root, err := harness.RepoRoot()
 	if err != nil {
@@ -108,7 +143,7 @@ func run(args []string) error {
 		if bridgeEnv != "" {
 			env = strings.Split(bridgeEnv, ",")
 		}
-		bed, err := SetUp(BedConfig{Procs: pl.Procs, BridgeEnv: env})
+		bed, err := SetUp(BedConfig{Procs: pl.Procs, BridgeEnv: env, Warm: pl.Warm})
 		if err != nil {
 			return err
 		}

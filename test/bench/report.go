@@ -52,6 +52,7 @@ type Results struct {
 	Open     []Run     `json:"open"`
 	Overhead *Overhead `json:"overhead,omitempty"`
 	Memory   *Memory   `json:"memory,omitempty"`
+	Warm     *Warm     `json:"warm,omitempty"`
 }
 
 // Targets of DESIGN.md ("Performance targets").
@@ -309,6 +310,9 @@ func Markdown(res *Results, plotDir string) string {
 		p("| idle, after the load runs | %s | %s |\n", mib(mem.BridgeIdleKiB), mib(mem.FcgiwrapIdleKiB))
 		p("| peak during a %s upload (median) | %s | %s |\n", mibBytes(mem.UploadBytes), mib(int64(medianI(mem.BridgeUploadKiB))), mib(int64(medianI(mem.FcgiwrapUploadKiB))))
 		p("| rise during the upload (median) | +%s | +%s |\n\n", mib(mem.BridgeRiseKiB()), mib(mem.FcgiwrapRiseKiB()))
+	}
+	if res.Warm != nil {
+		b.WriteString(WarmMarkdown(res.Warm))
 	}
 	return b.String()
 }

@@ -26,6 +26,7 @@ type Plan struct {
 	OverheadN      int
 	UploadBytes    int64
 	UploadRepeats  int
+	Warm           *WarmPlan // the warm section, nil: not measured (the bed needs its warm part)
 	Log            io.Writer // progress lines
 }
 
@@ -157,6 +158,11 @@ func (pl Plan) Execute(ctx context.Context, bed *Bed) (*Results, error) {
 		}
 		logf("memory: cgibridge idle %s/%s, upload +%s; fcgiwrap idle %s, upload +%s",
 			mib(mem.BridgeIdleStartKiB), mib(mem.BridgeIdleKiB), mib(mem.BridgeRiseKiB()), mib(mem.FcgiwrapIdleKiB), mib(mem.FcgiwrapRiseKiB()))
+	}
+	if pl.Warm != nil {
+		if res.Warm, err = pl.executeWarm(ctx, bed, logf); err != nil {
+			return nil, fmt.Errorf("warm section: %w", err)
+		}
 	}
 	res.Elapsed = time.Since(res.Started).Seconds()
 	return res, nil
