@@ -42,7 +42,6 @@ type helper struct {
 	log  hclog.Logger
 	id   *sandbox.Identity
 	dir  string // the script's directory, the helper's cwd
-	env  []string
 	sock string
 	born time.Time
 

@@ -85,6 +85,10 @@ func (h *helper) send(ctx context.Context, job *runner.Job, stdin *os.File, pipe
 	stop := context.AfterFunc(dctx, func() { uc.SetDeadline(time.Now()) })
 	defer stop()
 	payload := encodeRequest(job)
+	if len(payload)-8 > maxPayload {
+		// The helper refuses such a payload too; exec mode serves it.
+		return 0, fmt.Errorf("request too large for the helper (%d bytes of environment and argv, at most %d)", len(payload)-8, maxPayload)
+	}
 	oob := unix.UnixRights(int(stdin.Fd()), int(pipes.OutWrite.Fd()), int(pipes.ErrWrite.Fd()))
 	if _, _, err := uc.WriteMsgUnix(payload[:8], oob, nil); err != nil {
 		return 0, fmt.Errorf("send to the helper: %w", err)

@@ -96,8 +96,8 @@ type coldMark struct {
 }
 
 type warmStats struct {
-	warm, started uint64
-	cold          map[string]uint64
+	warm uint64
+	cold map[string]uint64
 }
 
 type helperKey struct {

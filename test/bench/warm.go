@@ -26,8 +26,8 @@ type probe struct {
 
 // cpuSnap is the CPU time the processes of a probe had spent at one moment.
 type cpuSnap struct {
-	bridge, nginx, client, reaped time.Duration
-	programs                      map[int]time.Duration
+	bridge, nginx, reaped time.Duration
+	programs              map[int]time.Duration
 }
 
 // snapshot reads the probe's processes' CPU times. The load generator's own time
