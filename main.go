@@ -11,7 +11,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -35,7 +37,8 @@ var startEUID = os.Geteuid()
 
 // CLI is the whole command line.
 type CLI struct {
-	Config kong.ConfigFlag `help:"Read options from a JSON file whose keys are flag names, e.g. {\"root\": \"/srv/cgi-bin\", \"listen\": [\"unix:/run/cgibridge.sock\"], \"max-procs\": 32}. Flags and environment variables override it; unknown keys are refused." placeholder:"FILE"`
+	Version_ kong.VersionFlag `name:"version" help:"Print the version and exit."`
+	Config   kong.ConfigFlag  `help:"Read options from a JSON file whose keys are flag names, e.g. {\"root\": \"/srv/cgi-bin\", \"listen\": [\"unix:/run/cgibridge.sock\"], \"max-procs\": 32}. Flags and environment variables override it; unknown keys are refused." placeholder:"FILE"`
 
 	Serve   ServeCmd   `cmd:"" help:"Run the FastCGI server."`
 	Spawn   SpawnCmd   `cmd:"" envprefix:"CGIBRIDGE_SPAWN_" help:"Run N copies of a FastCGI program on one shared socket and keep them running: spawn-fcgi and multiwatch in one, with spawn-fcgi's flags. Flags can also be set as CGIBRIDGE_SPAWN_<FLAG>."`
@@ -112,12 +115,21 @@ func (s *SpawnCmd) Run() error {
 	})
 }
 
-// spawnUsageError gives a command line spawn cannot parse exit code 2,
-// the code spawn documents for usage errors.
-type spawnUsageError struct{ error }
+// usageError is a command line or configuration that cannot be used: it
+// exits 2, as Go's flag package and most Unix tools do; failures at run
+// time exit 1.
+type usageError struct{ error }
 
-func (e spawnUsageError) Unwrap() error { return e.error }
-func (spawnUsageError) ExitCode() int   { return 2 }
+func (e usageError) Unwrap() error { return e.error }
+func (usageError) ExitCode() int   { return 2 }
+
+// usage marks err, when not nil, as a usage error.
+func usage(err error) error {
+	if err == nil {
+		return nil
+	}
+	return usageError{err}
+}
 
 // ServeCmd holds the flags of "cgibridge serve".
 type ServeCmd struct {
@@ -187,8 +199,38 @@ type VersionCmd struct{}
 
 // Run prints the version.
 func (VersionCmd) Run() error {
-	fmt.Println("cgibridge", version)
+	fmt.Println(versionString())
 	return nil
+}
+
+// versionString is the release and, from the build information Go records,
+// the module version and the VCS revision the binary was built from.
+func versionString() string {
+	s := "cgibridge " + version
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return s
+	}
+	var parts []string
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		parts = append(parts, "module "+v)
+	}
+	settings := map[string]string{}
+	for _, kv := range bi.Settings {
+		settings[kv.Key] = kv.Value
+	}
+	if rev := settings["vcs.revision"]; rev != "" {
+		r := "revision " + rev[:min(len(rev), 12)]
+		if settings["vcs.modified"] == "true" {
+			r += "+modified"
+		}
+		parts = append(parts, r)
+	}
+	if t := settings["vcs.time"]; t != "" {
+		parts = append(parts, t)
+	}
+	parts = append(parts, bi.GoVersion)
+	return s + " (" + strings.Join(parts, ", ") + ")"
 }
 
 // byteSize is a size flag: 1048576, 64K, 1M, 2G.
@@ -227,7 +269,7 @@ func (s *ServeCmd) Run(cli *CLI) error {
 	s.configFile = string(cli.Config)
 	opts, log, err := s.options()
 	if err != nil {
-		return err
+		return usage(err)
 	}
 	d, err := daemon.New(opts, log)
 	if err != nil {
@@ -364,6 +406,9 @@ func (s *ServeCmd) options() (*daemon.Options, hclog.Logger, error) {
 		return nil, nil, err
 	}
 	opts.CGI.Identity, opts.DropTo = decided.Identity, decided.DropTo
+	if err := opts.CGI.Validate(); err != nil {
+		return nil, nil, err
+	}
 	if opts.Exec.Cgroups, err = daemon.OpenCgroups(s.Cgroup, uint64(s.CgroupMemory), s.CgroupPids); err != nil {
 		return nil, nil, err
 	}
@@ -397,8 +442,8 @@ func parser(cli *CLI, exit func(int)) (*kong.Kong, error) {
 	return kong.New(cli,
 		kong.Name("cgibridge"),
 		kong.Description("A FastCGI server that runs CGI programs behind nginx, Apache, lighttpd or Caddy — fcgiwrap's job, without its failures. Every flag can also be set as CGIBRIDGE_<FLAG> (e.g. CGIBRIDGE_ROOT) or in the --config file."),
-		kong.UsageOnError(),
 		kong.DefaultEnvars("CGIBRIDGE"),
+		kong.Vars{"version": versionString()},
 		kong.Configuration(jsonConfig),
 		kong.Exit(exit),
 	)
@@ -451,6 +496,9 @@ func (c configFile) Resolve(_ *kong.Context, _ *kong.Path, flag *kong.Flag) (any
 	}
 	for k, v := range c {
 		if configKey(k) == flag.Name {
+			if err := checkConfigType(flag, v); err != nil {
+				return nil, fmt.Errorf("config file: %q: %w", k, err)
+			}
 			if n, ok := v.(json.Number); ok {
 				return n.String(), nil
 			}
@@ -458,6 +506,62 @@ func (c configFile) Resolve(_ *kong.Context, _ *kong.Path, flag *kong.Flag) (any
 		}
 	}
 	return nil, nil
+}
+
+// checkConfigType refuses a config value whose JSON type does not fit the
+// flag: {"root": 5} is a mistake, not the directory "5". Numbers are for
+// numeric flags, booleans for switches, arrays for repeatable flags, and
+// strings for the rest (durations and sizes included, "10s", "64M").
+func checkConfigType(flag *kong.Flag, v any) error {
+	kind := flag.Value.Target.Kind()
+	want := ""
+	switch v := v.(type) {
+	case string:
+		// A repeatable flag may be given as one comma-separated string.
+		if kind == reflect.Bool {
+			want = jsonTypeFor(kind)
+		}
+	case json.Number:
+		switch kind {
+		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float64:
+		default:
+			want = jsonTypeFor(kind)
+		}
+	case bool:
+		if kind != reflect.Bool {
+			want = jsonTypeFor(kind)
+		}
+	case []any:
+		if kind != reflect.Slice {
+			want = jsonTypeFor(kind)
+		}
+		for _, e := range v {
+			if _, ok := e.(string); !ok {
+				return fmt.Errorf("want an array of strings, got %v", e)
+			}
+		}
+	default:
+		want = jsonTypeFor(kind)
+	}
+	if want != "" {
+		return fmt.Errorf("want %s, got %v", want, v)
+	}
+	return nil
+}
+
+func jsonTypeFor(k reflect.Kind) string {
+	switch k {
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Slice:
+		return "an array of strings"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float64:
+		return "a number"
+	case reflect.Int64:
+		return "a number or a string such as \"10s\" or \"64M\""
+	}
+	return "a string"
 }
 
 // parseServe re-reads the command line, environment and config file, for a
@@ -492,11 +596,26 @@ func main() {
 		os.Exit(2)
 	}
 	ctx, err := p.Parse(os.Args[1:])
-	var perr *kong.ParseError
-	if errors.As(err, &perr) && perr.Context != nil && strings.HasPrefix(perr.Context.Command(), "spawn") {
-		err = spawnUsageError{err}
+	if err != nil {
+		// One line and a hint, not the whole usage.
+		msg := err.Error()
+		cmd := ""
+		var perr *kong.ParseError
+		if errors.As(err, &perr) && perr.Context != nil {
+			if c := perr.Context.Command(); c != "" {
+				cmd = strings.Fields(c)[0] + " "
+			}
+			// Name a flag as it is usually written: spawn-fcgi's -F, not --children.
+			for _, f := range perr.Context.Flags() {
+				if f.Short != 0 && strings.HasPrefix(msg, "--"+f.Name+":") {
+					msg = "-" + string(f.Short) + "/" + msg
+				}
+			}
+		}
+		fmt.Fprintf(os.Stderr, "cgibridge: %s\n", msg)
+		fmt.Fprintf(os.Stderr, "see 'cgibridge %s--help'\n", cmd)
+		os.Exit(2)
 	}
-	p.FatalIfErrorf(err)
 	if err := ctx.Run(&cli); err != nil {
 		fmt.Fprintf(os.Stderr, "cgibridge: %v\n", err)
 		code := 1

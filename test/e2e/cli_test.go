@@ -5,7 +5,9 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -22,8 +24,12 @@ func TestCLIVersion(t *testing.T) {
 		t.Fatalf("cgibridge version: %v\n%s", err, out)
 	}
 	fields := strings.Fields(string(out))
-	if len(fields) != 2 || fields[0] != "cgibridge" || fields[1] == "" {
-		t.Errorf("cgibridge version printed %q, want \"cgibridge <version>\"", out)
+	if len(fields) < 3 || fields[0] != "cgibridge" || fields[1] == "" || !strings.Contains(string(out), "go1.") {
+		t.Errorf("cgibridge version printed %q, want \"cgibridge <version> (..., <go version>)\"", out)
+	}
+	flag, err := exec.Command(harness.MustBinary(t), "--version").CombinedOutput()
+	if err != nil || string(flag) != string(out) {
+		t.Errorf("cgibridge --version: %q, %v; want what version prints", flag, err)
 	}
 }
 
@@ -154,5 +160,59 @@ func waitDial(t *testing.T, addr string, exited <-chan error) {
 		if time.Now().After(deadline) {
 			t.Fatalf("nothing listening on %s after %v", addr, harness.StartTimeout)
 		}
+	}
+}
+
+// TestUsageErrorsAreOneLineAndExit2: a command line or config file that
+// cannot be used prints one line and a hint, not the whole usage, and
+// exits 2; a failure at run time exits 1; nothing says "started" first.
+func TestUsageErrorsAreOneLineAndExit2(t *testing.T) {
+	dir := t.TempDir()
+	badType := filepath.Join(dir, "bad.json")
+	if err := os.WriteFile(badType, []byte(`{"root": 5}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	unknown := filepath.Join(dir, "unknown.json")
+	if err := os.WriteFile(unknown, []byte(`{"roots": "/srv"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"unknown flag", []string{"serve", "--no-such-flag"}, 2, "unknown flag --no-such-flag"},
+		{"bad value", []string{"serve", "--timeout", "soon", "--root", dir}, 2, "--timeout"},
+		{"bad socket mode", []string{"serve", "--socket-mode", "999", "--root", dir, "--http", "127.0.0.1:1"}, 2, "--socket-mode"},
+		{"missing root", []string{"serve", "--root", filepath.Join(dir, "nope"), "--http", "127.0.0.1:1"}, 2, "--root"},
+		{"config of the wrong type", []string{"--config", badType, "serve"}, 2, `"root": want a string`},
+		{"config with an unknown key", []string{"--config", unknown, "serve"}, 2, `unknown option "roots"`},
+		{"nothing to listen on", []string{"serve", "--root", dir, "--allow-root"}, 1, "nothing to listen on"},
+		{"socket in a missing directory", []string{"serve", "--root", dir, "--allow-root", "--listen", "unix:" + filepath.Join(dir, "no", "s.sock")}, 1, "--listen"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(harness.MustBinary(t), tc.args...)
+			cmd.Env = []string{harness.SafePath}
+			out, err := cmd.CombinedOutput()
+			code := 0
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				code = ee.ExitCode()
+			}
+			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+			var errLines []string
+			for _, l := range lines {
+				if !strings.Contains(l, "[INFO]") {
+					errLines = append(errLines, l)
+				}
+			}
+			if code != tc.code || !strings.Contains(string(out), tc.want) || len(errLines) > 2 {
+				t.Errorf("exit %d, output:\n%s\nwant exit %d, at most two lines, mentioning %q", code, out, tc.code, tc.want)
+			}
+			if strings.Contains(string(out), "cgibridge started") {
+				t.Errorf("logged as started before failing:\n%s", out)
+			}
+		})
 	}
 }
