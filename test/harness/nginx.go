@@ -47,12 +47,20 @@ func NginxBinary() (string, error) {
 // process group after StopTimeout. If the test failed, error.log is logged.
 func StartNginx(tb testing.TB, serverBlock string) *Nginx {
 	tb.Helper()
+	return StartNginxHTTP(tb, "", serverBlock)
+}
+
+// StartNginxHTTP is StartNginx with httpBlock written inside `http {}`, before
+// the server: what nginx takes only at http level, such as `upstream {}`
+// blocks of several backends, `map` or `limit_req_zone`.
+func StartNginxHTTP(tb testing.TB, httpBlock, serverBlock string) *Nginx {
+	tb.Helper()
 	bin, err := NginxBinary()
 	if err != nil {
 		tb.Fatal(err)
 	}
 	dir := tb.TempDir()
-	n, err := LaunchNginx(bin, dir, serverBlock)
+	n, err := LaunchNginxHTTP(bin, dir, httpBlock, serverBlock)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -71,13 +79,19 @@ func StartNginx(tb testing.TB, serverBlock string) *Nginx {
 // which the caller owns. If the chosen port is taken before nginx binds it, it tries
 // again with another port, up to 3 more times. The caller must call Stop.
 func LaunchNginx(bin, dir, serverBlock string) (*Nginx, error) {
+	return LaunchNginxHTTP(bin, dir, "", serverBlock)
+}
+
+// LaunchNginxHTTP is LaunchNginx with httpBlock at http level (see
+// StartNginxHTTP).
+func LaunchNginxHTTP(bin, dir, httpBlock, serverBlock string) (*Nginx, error) {
 	var lastErr error
 	for attempt := 0; attempt < 4; attempt++ {
 		port, err := FreePort()
 		if err != nil {
 			return nil, fmt.Errorf("launch nginx: %w", err)
 		}
-		n, err := launchNginxOnce(bin, dir, serverBlock, port)
+		n, err := launchNginxOnce(bin, dir, httpBlock, serverBlock, port)
 		if err == nil {
 			return n, nil
 		}
@@ -89,9 +103,9 @@ func LaunchNginx(bin, dir, serverBlock string) (*Nginx, error) {
 	return nil, lastErr
 }
 
-func launchNginxOnce(bin, dir, serverBlock string, port int) (*Nginx, error) {
+func launchNginxOnce(bin, dir, httpBlock, serverBlock string, port int) (*Nginx, error) {
 	_, mimeErr := os.Stat("/etc/nginx/mime.types")
-	conf := nginxConf(dir, port, serverBlock, os.Geteuid() == 0, mimeErr == nil)
+	conf := nginxConfHTTP(dir, port, httpBlock, serverBlock, os.Geteuid() == 0, mimeErr == nil)
 	confPath := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		return nil, fmt.Errorf("launch nginx: %w", err)
@@ -163,6 +177,12 @@ func (n *Nginx) waitReady(pidPath string, port int) error {
 
 // nginxConf renders the whole nginx.conf around serverBlock.
 func nginxConf(dir string, port int, serverBlock string, asRoot, haveMimeTypes bool) string {
+	return nginxConfHTTP(dir, port, "", serverBlock, asRoot, haveMimeTypes)
+}
+
+// nginxConfHTTP renders the whole nginx.conf around httpBlock (at http level,
+// before the server) and serverBlock.
+func nginxConfHTTP(dir string, port int, httpBlock, serverBlock string, asRoot, haveMimeTypes bool) string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	p("# Written by cgibridge's test harness for one test; nginx runs with -p %s.\n", dir)
@@ -185,6 +205,9 @@ func nginxConf(dir string, port int, serverBlock string, asRoot, haveMimeTypes b
 		p("    %s_temp_path %s;\n", t, filepath.Join(dir, t+"_temp"))
 	}
 	p("    client_max_body_size 128m;\n")
+	if httpBlock != "" {
+		p("%s\n", httpBlock)
+	}
 	p("    server {\n        listen 127.0.0.1:%d;\n", port)
 	p("%s\n", serverBlock)
 	p("    }\n}\n")

@@ -298,3 +298,52 @@ func writeRecord(w io.Writer, typ uint8, id uint16, body []byte) error {
 	_, err := w.Write(append(h, body...))
 	return err
 }
+
+func TestNginxConfPutsHTTPBlockAtHTTPLevelBeforeServer(t *testing.T) {
+	const upstream = "    upstream backends {\n        server 127.0.0.1:9;\n    }"
+	conf := nginxConfHTTP("/tmp/x", 18080, upstream, "        location / { fastcgi_pass backends; }", false, false)
+	h, srv := strings.Index(conf, "http {"), strings.Index(conf, "server {")
+	if u := strings.Index(conf, upstream); h < 0 || u < h || srv < u {
+		t.Errorf("upstream block not between `http {` and `server {`:\n%s", conf)
+	}
+	if plain := nginxConf("/tmp/x", 18080, "", false, false); strings.Contains(plain, "upstream") {
+		t.Errorf("config without an http block has one:\n%s", plain)
+	}
+}
+
+func TestStartNginxHTTPServesThroughAnUpstreamOfTwoBackends(t *testing.T) {
+	// Two plain HTTP backends on loopback, each naming itself, behind one
+	// upstream {}: the http-level block is where nginx requires it.
+	var servers []string
+	seen := map[string]bool{}
+	for _, name := range []string{"one", "two"} {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			fmt.Fprint(w, name)
+		}), ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = srv.Serve(l) }()
+		t.Cleanup(func() { _ = srv.Close() })
+		servers = append(servers, "        server "+l.Addr().String()+";\n")
+	}
+	n := StartNginxHTTP(t, "    upstream backends {\n"+strings.Join(servers, "")+"    }",
+		"        location / { proxy_pass http://backends; }")
+	for i := 0; i < 4; i++ {
+		resp, err := http.Get(n.URL + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET / = %d %q", resp.StatusCode, body)
+		}
+		seen[string(body)] = true
+	}
+	// nginx's default round robin alternates between the two.
+	if !seen["one"] || !seen["two"] {
+		t.Errorf("4 requests reached %v, want both backends", seen)
+	}
+}
