@@ -8,8 +8,9 @@
 // page from that binary (cgibridge man), lays out the tree with the systemd
 // units, the configuration (a conffile), the copyright and changelog, and
 // the maintainer scripts in files/, and hands it to dpkg-deb
-// --root-owner-group. The version is `git describe` of a v* tag, or else
-// main.version plus the commit date and hash (0.1.0+git20261203.dcc8a78).
+// --root-owner-group. The binary's version is `git describe` of a v* tag,
+// or else main.version plus the commit date and hash
+// (0.1.0+git20261203.dcc8a78); the package's adds the Debian revision (-1).
 // The files' times are the commit's (SOURCE_DATE_EPOCH), so one commit
 // gives one package.
 package main
@@ -65,9 +66,10 @@ const description = `FastCGI server that runs CGI programs (fcgiwrap replacement
 
 func main() {
 	out := flag.String("o", "dist", "directory to write the .deb to")
-	version := flag.String("version", "", "package version (default: from git)")
+	version := flag.String("version", "", "upstream version, as the binary reports it (default: from git)")
+	revision := flag.String("revision", "1", "Debian revision: the package's version is VERSION-REVISION")
 	flag.Parse()
-	deb, err := build(*out, *version)
+	deb, err := build(*out, *version, *revision)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "packaging/deb:", err)
 		os.Exit(1)
@@ -77,14 +79,18 @@ func main() {
 
 // facts are what the build learns from the checkout.
 type facts struct {
-	root, version, arch, goarch string
-	revision, maintainer        string
-	when                        time.Time
-	git                         bool
+	// upstream is the version the binary reports; version, the package's:
+	// upstream-revision (not native: the Debian changelog is
+	// changelog.Debian.gz).
+	upstream, version, arch, goarch string
+	root                            string
+	revision, maintainer            string
+	when                            time.Time
+	git                             bool
 }
 
-func build(outDir, version string) (string, error) {
-	f, err := learn(version)
+func build(outDir, version, revision string) (string, error) {
+	f, err := learn(version, revision)
 	if err != nil {
 		return "", err
 	}
@@ -145,6 +151,7 @@ func build(outDir, version string) (string, error) {
 		{docDir + "/copyright", copyright, 0o644},
 		{docDir + "/changelog.Debian.gz", gz(changelog(f)), 0o644},
 		{docDir + "/examples/nginx.conf", nginx, 0o644},
+		{"usr/share/lintian/overrides/cgibridge", embedded("lintian-overrides"), 0o644},
 		{"DEBIAN/conffiles", []byte("/" + confPath + "\n"), 0o644},
 		{"DEBIAN/postinst", embedded("postinst"), 0o755},
 		{"DEBIAN/prerm", embedded("prerm"), 0o755},
@@ -184,7 +191,7 @@ func build(outDir, version string) (string, error) {
 
 // learn finds the module root, the version, the architecture and the
 // commit.
-func learn(version string) (*facts, error) {
+func learn(version, revision string) (*facts, error) {
 	f := &facts{goarch: cmpOr(os.Getenv("GOARCH"), runtime.GOARCH)}
 	gomod, err := output(exec.Command("go", "env", "GOMOD"))
 	if err != nil || gomod == "" || gomod == os.DevNull {
@@ -225,7 +232,7 @@ func learn(version string) (*facts, error) {
 
 	switch {
 	case version != "":
-		f.version = version
+		f.upstream = version
 	case f.git:
 		if tag, err := git("describe", "--tags", "--match", "v[0-9]*"); err == nil {
 			// v1.2.0 or v1.2.0-3-gabcdef0, as Debian spells it: 1.2.0+3.gabcdef0.
@@ -233,24 +240,28 @@ func learn(version string) (*facts, error) {
 			if m := regexp.MustCompile(`^(.*)-(\d+)-g([0-9a-f]+)$`).FindStringSubmatch(v); m != nil {
 				v = m[1] + "+" + m[2] + ".g" + m[3]
 			}
-			f.version = v
+			f.upstream = v
 			break
 		}
 		base, err := sourceVersion(f.root)
 		if err != nil {
 			return nil, err
 		}
-		f.version = base + "+git" + f.when.Format("20060102") + "." + f.revision[:7]
+		f.upstream = base + "+git" + f.when.Format("20060102") + "." + f.revision[:7]
 	default:
 		base, err := sourceVersion(f.root)
 		if err != nil {
 			return nil, err
 		}
-		f.version = base
+		f.upstream = base
 	}
-	if !regexp.MustCompile(`^[0-9][A-Za-z0-9.+~-]*$`).MatchString(f.version) {
-		return nil, fmt.Errorf("version %q is not a Debian version", f.version)
+	if !regexp.MustCompile(`^[0-9][A-Za-z0-9.+~]*$`).MatchString(f.upstream) {
+		return nil, fmt.Errorf("upstream version %q: want a digit, then letters, digits and . + ~", f.upstream)
 	}
+	if !regexp.MustCompile(`^[A-Za-z0-9.+~]+$`).MatchString(revision) {
+		return nil, fmt.Errorf("-revision %q: want letters, digits and . + ~", revision)
+	}
+	f.version = f.upstream + "-" + revision
 	return f, nil
 }
 
@@ -274,7 +285,7 @@ func goBuild(f *facts, out string) error {
 		vcs = "-buildvcs=true"
 	}
 	cmd := exec.Command("go", "build", "-trimpath", vcs,
-		"-ldflags", "-s -w -X main.version="+f.version, "-o", out, ".")
+		"-ldflags", "-s -w -X main.version="+f.upstream, "-o", out, ".")
 	cmd.Dir = f.root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOARCH="+f.goarch)
 	if msg, err := cmd.CombinedOutput(); err != nil {
