@@ -327,7 +327,7 @@ func (c *ClientConn) do(ctx context.Context, id uint16, role Role, keepConn bool
 		return end, ctx.Err()
 	}
 	if werr != nil && !errors.Is(werr, net.ErrClosed) {
-		err = fmt.Errorf("%w (sending: %v)", err, werr)
+		err = fmt.Errorf("%w (sending: %w)", err, werr)
 	}
 	return end, err
 }

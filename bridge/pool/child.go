@@ -162,8 +162,10 @@ func (c *child) own(cleanupCgroup func() error) {
 	case stopping:
 		log.Debug("FastCGI child stopped")
 	case busy:
-		// The request it was serving says so itself.
-		log.Warn("FastCGI child exited during a request")
+		// The request it held says how that went: failed (its own error
+		// line), or retried on another child when this one had not read
+		// it (an exit racing the request, as after PHP_FCGI_MAX_REQUESTS).
+		log.Info("FastCGI child exited while it held a request")
 	case crashed:
 		log.Warn("FastCGI child exited between requests; it is replaced on demand")
 	default:

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cgibridge/cgibridge/bridge/fcgi"
@@ -331,18 +332,26 @@ func (p *program) serve(ctx context.Context, c *child, job *runner.Job) (runner.
 			res.Started = false
 			res.Err = unavailable(p.spec.name, fmt.Errorf("child %d %v before it answered", c.pid, exit))
 			return res, false
-		case exit.Code == 0:
-			// A child that had served before and ended cleanly without a
-			// byte of this request's answer exited between requests and
-			// never read it (the exit raced the request): another child
+		case exit.Code == 0, reused && unread(err):
+			// A child that had served before ended without a byte of this
+			// request's answer: cleanly, or — whatever its status — with
+			// the request still unread in its socket (the kernel then
+			// resets the connection). It exited between requests and never
+			// read this one (the exit raced the request): another child
 			// gets the request.
-			p.log.Debug("FastCGI child exited as the request arrived; retrying on another", "pid", c.pid)
+			p.log.Debug("FastCGI child exited as the request arrived; retrying on another", "pid", c.pid, "exit", exit.String())
 			return runner.Result{}, true
 		}
 	}
 	res.Err = &runner.ChildError{PID: c.pid, Exit: exit, Err: err}
 	p.log.Error("FastCGI child failed mid-request", "pid", c.pid, "exit", exitString(exit), "error", err)
 	return res, false
+}
+
+// unread reports whether a connection failed the way one does when the
+// peer closed it with our request unread: reset, or a broken pipe.
+func unread(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 func exitString(e *runner.Exit) string {
