@@ -93,11 +93,31 @@ func (in interp) checkFlags() error {
 			case perl:
 				// -w becomes $^W in each child; -T (taint mode) and the
 				// rest change how the helper itself would have to run.
-				ok = one == "-w"
+				if err := perlSwitch(one); err != nil {
+					return err
+				}
+				ok = true
 			}
 			if !ok {
 				return fmt.Errorf("interpreter flag %s is not supported warm", one)
 			}
+		}
+	}
+	return nil
+}
+
+// perlSwitch allows a cluster of perl switches made of -w only.
+func perlSwitch(arg string) error {
+	if len(arg) < 2 || arg[0] != '-' {
+		return fmt.Errorf("interpreter flag %s is not supported warm", arg)
+	}
+	for _, c := range arg[1:] {
+		switch c {
+		case 'w':
+		case 'T', 't':
+			return fmt.Errorf("taint mode (-%c) is not supported warm", c)
+		default:
+			return fmt.Errorf("interpreter flag -%c is not supported warm", c)
 		}
 	}
 	return nil

@@ -46,7 +46,7 @@ func newRoot(t *testing.T) string {
 			t.Fatal(err)
 		}
 		mode := os.FileMode(0o644)
-		if strings.HasSuffix(e.Name(), ".py") && bytes.HasPrefix(data, []byte("#!")) {
+		if (strings.HasSuffix(e.Name(), ".py") || strings.HasSuffix(e.Name(), ".pl")) && bytes.HasPrefix(data, []byte("#!")) {
 			mode = 0o755
 		}
 		if err := os.WriteFile(filepath.Join(root, e.Name()), data, mode); err != nil {
