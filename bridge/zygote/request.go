@@ -96,10 +96,18 @@ func (h *helper) send(ctx context.Context, job *runner.Job, stdin *os.File, pipe
 	if _, err := uc.Write(payload[8:]); err != nil {
 		return 0, fmt.Errorf("send to the helper: %w", err)
 	}
-	var line [64]byte
-	n, err := io.ReadAtLeast(uc, line[:], 2)
-	if err != nil && n == 0 {
-		return 0, fmt.Errorf("no answer from the helper: %w", err)
+	// One line: P<pid>, or E and the reason (bounded).
+	var line [1024]byte
+	n := 0
+	for n < len(line) && !bytes.Contains(line[:n], []byte("\n")) {
+		m, err := uc.Read(line[n:])
+		n += m
+		if err != nil {
+			if n == 0 {
+				return 0, fmt.Errorf("no answer from the helper: %w", err)
+			}
+			break
+		}
 	}
 	reply, _, _ := bytes.Cut(line[:n], []byte("\n"))
 	switch {
@@ -110,7 +118,7 @@ func (h *helper) send(ctx context.Context, job *runner.Job, stdin *os.File, pipe
 		}
 		return pid, nil
 	case len(reply) > 0 && reply[0] == 'E':
-		return 0, fmt.Errorf("the helper refused the request: %s", reply[1:])
+		return 0, fmt.Errorf("the helper refused it: %s", reply[1:])
 	}
 	return 0, fmt.Errorf("bad answer from the helper: %q", reply)
 }
