@@ -18,8 +18,19 @@ type Param = struct{ Name, Value string }
 // Error is a refusal with the HTTP status to answer: 400, 403 or 404.
 type Error struct {
 	Status int    // HTTP status: 400 bad params, 403 refused, 404 no such script
-	Reason string // short constant text, fit for a log line
+	Reason string // short constant text, fit for the client and a log line
 	Path   string // the path (or param name) the refusal is about; may be empty
+	// Detail, for the log only, says more than a client may know: where a
+	// symlink leads, what would allow it, why a 404 is not simply missing.
+	Detail string
+}
+
+// LogReason is Reason with the Detail the log adds.
+func (e *Error) LogReason() string {
+	if e.Detail == "" {
+		return e.Reason
+	}
+	return e.Reason + " (" + e.Detail + ")"
 }
 
 // Error formats the refusal as "STATUS reason: path".

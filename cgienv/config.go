@@ -24,6 +24,10 @@ type Config struct {
 	PassEnv        []string            // bridge env names passed through; "LC_*" style prefix patterns allowed
 	SetEnv         []string            // "NAME=VALUE", applied last
 	ServerSoftware string              // e.g. "cgibridge/0.1.0"
+	// PackagedLinks follows a symlink in the root to a program outside
+	// it when only root could have made the link and the program: see
+	// packagedLink. Debian's /usr/lib/cgi-bin is such links.
+	PackagedLinks bool
 
 	v *compiled // set by Validate
 }
@@ -41,9 +45,11 @@ func DefaultInterpreters() map[string][]string {
 }
 
 // DefaultPassEnv returns a fresh list of the bridge's own environment variables a
-// script inherits by default: enough to find programs and speak the locale.
+// script inherits by default: enough to speak the locale. PATH is not among
+// them: the bridge's PATH is its starter's (root's pyenv shims, a developer's
+// ~/bin), so programs get a system default unless --pass-env PATH says so.
 func DefaultPassEnv() []string {
-	return []string{"PATH", "LANG", "LC_*", "TZ"}
+	return []string{"LANG", "LC_*", "TZ"}
 }
 
 // base is one place programs may run from: the root or an Allow entry.
@@ -56,10 +62,11 @@ type base struct {
 
 // compiled is the validated, normalised form of a Config.
 type compiled struct {
-	root    string // cleaned Root, "" if none
-	bases   []base // candidates for the lexical match, lexical and resolved spellings
-	interps map[string][]string
-	env     envOptions
+	packagedLinks bool
+	root          string // cleaned Root, "" if none
+	bases         []base // candidates for the lexical match, lexical and resolved spellings
+	interps       map[string][]string
+	env           envOptions
 }
 
 // envOptions is the part of a Config that Environ needs.
@@ -96,7 +103,7 @@ func (c *Config) compiled() (*compiled, error) {
 }
 
 func (c *Config) compile() (*compiled, error) {
-	v := &compiled{}
+	v := &compiled{packagedLinks: c.PackagedLinks}
 	if c.Root != "" {
 		root, err := cleanAbs(c.Root)
 		if err != nil {

@@ -136,7 +136,7 @@ func TestEnviron(t *testing.T) {
 			config: func(c *Config) {
 				c.PassEnv = append(DefaultPassEnv(), "LISTEN_*", "NOTIFY_SOCKET", "HTTP_PROXY", "http_proxy")
 			},
-			want: map[string]string{"PATH": "/host/bin", "LANG": "C.UTF-8", "LC_ALL": "C", "TZ": "UTC", "HOME": absent, "LCX": absent,
+			want: map[string]string{"PATH": defaultPath, "LANG": "C.UTF-8", "LC_ALL": "C", "TZ": "UTC", "HOME": absent, "LCX": absent,
 				"LISTEN_FDS": absent, "LISTEN_PID": absent, "NOTIFY_SOCKET": absent, "HTTP_PROXY": absent, "http_proxy": absent},
 		},
 		{
@@ -145,6 +145,13 @@ func TestEnviron(t *testing.T) {
 			script: direct,
 			osEnv:  hostEnv,
 			want:   map[string]string{"PATH": "/param/bin", "TZ": "Europe/Paris", "LANG": "C.UTF-8"},
+		},
+		{
+			name:   "PassEnvPathPassesTheBridgePath",
+			script: direct,
+			osEnv:  hostEnv,
+			config: func(c *Config) { c.PassEnv = append(DefaultPassEnv(), "PATH") },
+			want:   map[string]string{"PATH": "/host/bin"},
 		},
 		{
 			name:   "NoPathAnywhereGetsDefault",

@@ -227,8 +227,15 @@ func (v *compiled) walk(raw string) (walked, error) {
 		}
 		switch {
 		case fi.Mode().IsRegular():
-			if !v.contains(cur) {
-				return walked{}, forbidden("symlink leads outside root", p)
+			if !v.contains(cur) && !(v.packagedLinks && packagedLink(p, cur)) {
+				e := forbidden("symlink leads outside root", p)
+				e.Detail = "it leads to " + cur + "; allow that program with --allow " + cur
+				if !v.packagedLinks {
+					e.Detail += ", or links installed by packages with --allow-packaged-links"
+				} else {
+					e.Detail += "; --allow-packaged-links does not cover it: the link, the file or a directory above it is not root's alone"
+				}
+				return walked{}, e
 			}
 			return walked{filename: p, path: cur, mode: fi.Mode(), rest: raw[elems[i-1].end:]}, nil
 		case fi.IsDir():
@@ -243,11 +250,18 @@ func (v *compiled) walk(raw string) (walked, error) {
 	return walked{}, forbidden("is a directory", lex)
 }
 
-// statError maps a failed stat along the walk to a refusal.
+// statError maps a failed stat along the walk to a refusal. A stat that
+// fails for want of search permission on a directory above p cannot tell
+// whether p exists, so it is a 404 as a missing file is (403 is for a file
+// that exists and may not run); the reason, kept for the log, says why.
 func statError(err error, p string) *Error {
 	switch {
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR), errors.Is(err, syscall.ENAMETOOLONG):
 		return notFound("no such script", p)
+	case errors.Is(err, syscall.EACCES):
+		e := notFound("no such script", p)
+		e.Detail = "cannot stat: permission denied: a directory above it is not searchable by the programs' user, so whether it exists is unknown"
+		return e
 	default:
 		return forbidden("cannot stat: "+errnoText(err), p)
 	}

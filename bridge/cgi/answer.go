@@ -116,7 +116,7 @@ func (h *Handler) startFailed(x *exchange, job *runner.Job, log *reqLog, se *run
 func (h *Handler) refuseResolve(x *exchange, err error) {
 	var ce *cgienv.Error
 	if errors.As(err, &ce) {
-		x.log.Info("refused", "status", ce.Status, "reason", ce.Reason, "path", ce.Path)
+		x.log.Info("refused", "status", ce.Status, "reason", ce.LogReason(), "path", ce.Path)
 		h.refuse(x, status.Refused, ce.Status, ce.Reason)
 		return
 	}

@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -31,7 +30,7 @@ type Handler struct {
 
 	cfg     atomic.Pointer[Config]
 	environ []string
-	paths   sync.Map // interpreter name -> path
+	paths   sync.Map // PATH value NUL interpreter name -> path
 	served  servedScripts
 }
 
@@ -170,7 +169,7 @@ func (h *Handler) job(cfg *Config, script *cgienv.Script, env []string, id *sand
 	}
 	if script.Interpreted {
 		job.Argv = append(append(make([]string, 0, len(script.Argv)), script.Argv[:len(script.Argv)-1]...), script.Path)
-		job.Program = h.lookPath(script.Argv[0])
+		job.Program = h.lookPath(script.Argv[0], env)
 	} else {
 		job.Argv = script.Argv
 		job.Program = script.Path
@@ -178,22 +177,36 @@ func (h *Handler) job(cfg *Config, script *cgienv.Script, env []string, id *sand
 	return job
 }
 
-// lookPath finds an interpreter named without a path in the bridge's PATH.
-// It runs after any privilege drop, so a directory the programs' user
-// cannot enter (root's pyenv, say) is skipped. Results are cached.
-func (h *Handler) lookPath(name string) string {
+// lookPath finds an interpreter named without a path in the PATH the
+// program gets (env), as the program itself would with execvp — not in the
+// bridge's own PATH. It runs after any privilege drop, so a directory the
+// programs' user cannot enter is skipped. Results are cached.
+func (h *Handler) lookPath(name string, env []string) string {
 	if strings.Contains(name, "/") {
 		return name
 	}
-	if p, ok := h.paths.Load(name); ok {
+	dirs := ""
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			dirs = v
+			break
+		}
+	}
+	key := dirs + "\x00" + name
+	if p, ok := h.paths.Load(key); ok {
 		return p.(string)
 	}
-	p, err := exec.LookPath(name)
-	if err != nil {
-		return name // exec fails with ENOENT and the answer explains
+	for _, dir := range filepath.SplitList(dirs) {
+		if dir == "" || !filepath.IsAbs(dir) {
+			continue // "." or a relative entry would depend on the script's directory
+		}
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
+			h.paths.Store(key, p)
+			return p
+		}
 	}
-	h.paths.Store(name, p)
-	return p
+	return name // exec fails with ENOENT and the answer explains
 }
 
 // identity decides who the program runs as.

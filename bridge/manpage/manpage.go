@@ -146,7 +146,7 @@ func (p *page) write(app *kong.Application, version string) {
 		{"/etc/cgibridge/cgibridge.json", "The configuration the packaged service reads (--config): a JSON object of option names."},
 		{"/lib/systemd/system/cgibridge.socket", "The listening socket, /run/cgibridge.sock, owned by www-data, mode 0660: nginx's workers connect to it."},
 		{"/lib/systemd/system/cgibridge.service", "The service the socket starts on the first request; it runs as www-data and so do its programs."},
-		{"/usr/lib/cgi-bin", "The cgi-bin root of the packaged configuration. Debian's packages often install their CGI programs there as symlinks into /usr/bin or /usr/lib; cgibridge refuses (403) a symlink that resolves outside the root, so such a program is served only once its target is allowed (--allow)."},
+		{"/usr/lib/cgi-bin", "The cgi-bin root of the packaged configuration. Debian's packages install their CGI programs there as symlinks into /usr/bin or /usr/share; cgibridge refuses (403) a symlink that resolves outside the root unless its target is allowed (--allow) or, as the packaged configuration does, --allow-packaged-links follows links that only root could have made."},
 	} {
 		p.line(".TP")
 		p.line(".I %s", Escape(f.path))

@@ -1,0 +1,93 @@
+// This file holds the tests of Debian's /usr/lib/cgi-bin, where packages
+// install their CGI programs as symlinks into /usr/bin and /usr/share: by
+// default such a link is refused with a log line naming its target and the
+// flags that would allow it; --allow-packaged-links serves it, and still
+// refuses links that someone other than root could have made.
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cgibridge/cgibridge/test/harness"
+)
+
+const debianCGIBin = "/usr/lib/cgi-bin"
+
+// debianMapserv is the link Debian's cgi-mapserver installs (test/run
+// installs the package).
+func debianMapserv(t *testing.T) string {
+	t.Helper()
+	link := filepath.Join(debianCGIBin, "mapserv")
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("%s is not Debian's symlink (%v): apt-get install cgi-mapserver", link, err)
+	}
+	return link
+}
+
+func TestDebianCGIBinLinksRefusedByDefaultWithTheFix(t *testing.T) {
+	debianMapserv(t)
+	b := harness.StartBridge(t, []string{"--root", debianCGIBin})
+	if got := rawStatus(t, b.Socket, debianCGIBin, "mapserv"); got != 403 {
+		t.Errorf("mapserv: status %d, want 403", got)
+	}
+	if a := rawAnswer(t, b.Socket, debianCGIBin, "mapserv"); strings.Contains(a, "/usr/bin") {
+		t.Errorf("the client is told where the link leads:\n%s", a)
+	}
+	// The log names where the link leads and what would allow it; the
+	// client's answer does not.
+	waitLog(t, b, "symlink leads outside root", "it leads to /usr/bin/mapserv", "--allow /usr/bin/mapserv", "--allow-packaged-links")
+}
+
+func TestDebianCGIBinServedWithAllowPackagedLinks(t *testing.T) {
+	debianMapserv(t)
+	b := harness.StartBridge(t, []string{"--root", debianCGIBin, "--allow-packaged-links"})
+	body := rawBody(t, b.Socket, debianCGIBin, "mapserv")
+	if !strings.Contains(body, "MapServer") {
+		t.Errorf("mapserv through the link did not run; answer:\n%s", body)
+	}
+	waitLog(t, b, "uri=/mapserv", "status=200", "runner=exec")
+}
+
+// The policy is about who made the link: one owned by another user, or
+// one leading to a program in a directory others may write, stays refused.
+func TestAllowPackagedLinksRefusesLinksOthersCouldMake(t *testing.T) {
+	needRoot(t)
+	mapserv := debianMapserv(t)
+	tr := newTree(t)
+	// Root's link to a packaged program: served.
+	if err := os.Symlink(mapserv, filepath.Join(tr.Root, "maps.cgi")); err != nil {
+		t.Fatal(err)
+	}
+	// The same link, but nobody's: refused.
+	theirs := filepath.Join(tr.Root, "theirs.cgi")
+	if err := os.Symlink(mapserv, theirs); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Lchown(theirs, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	// Root's link to a program in a directory anyone may write (/tmp's
+	// subdirectory made 0777): refused.
+	open := filepath.Join(tr.Base, "open")
+	if err := os.Mkdir(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(open, 0o777)
+	writeFile(t, filepath.Join(open, "prog"), "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nran\\n'\n", 0o755)
+	if err := os.Symlink(filepath.Join(open, "prog"), filepath.Join(tr.Root, "open.cgi")); err != nil {
+		t.Fatal(err)
+	}
+	b := harness.StartBridge(t, []string{"--root", tr.Root, "--allow-packaged-links"})
+	if body := rawBody(t, b.Socket, tr.Root, "maps.cgi"); !strings.Contains(body, "MapServer") {
+		t.Errorf("root's link to mapserv not served; answer:\n%s", body)
+	}
+	for _, name := range []string{"theirs.cgi", "open.cgi"} {
+		if got := rawStatus(t, b.Socket, tr.Root, name); got != 403 {
+			t.Errorf("%s: status %d, want 403", name, got)
+		}
+		waitLog(t, b, "symlink leads outside root", name, "--allow-packaged-links does not cover it")
+	}
+}
