@@ -22,6 +22,7 @@ import (
 	"github.com/cgibridge/cgibridge/bridge/cgi"
 	"github.com/cgibridge/cgibridge/bridge/daemon"
 	"github.com/cgibridge/cgibridge/bridge/listen"
+	"github.com/cgibridge/cgibridge/bridge/manpage"
 	"github.com/cgibridge/cgibridge/bridge/sandbox"
 	"github.com/cgibridge/cgibridge/bridge/spawn"
 	"github.com/cgibridge/cgibridge/cgienv"
@@ -37,12 +38,21 @@ var startEUID = os.Geteuid()
 
 // CLI is the whole command line.
 type CLI struct {
-	Version_ kong.VersionFlag `name:"version" help:"Print the version and exit."`
+	Version_ kong.VersionFlag `name:"version" env:"-" help:"Print the version and exit."`
 	Config   kong.ConfigFlag  `help:"Read options from a JSON file whose keys are flag names, e.g. {\"root\": \"/srv/cgi-bin\", \"listen\": [\"unix:/run/cgibridge.sock\"], \"max-procs\": 32}. Flags and environment variables override it; unknown keys are refused." placeholder:"FILE"`
 
 	Serve   ServeCmd   `cmd:"" help:"Run the FastCGI server."`
 	Spawn   SpawnCmd   `cmd:"" envprefix:"CGIBRIDGE_SPAWN_" help:"Run N copies of a FastCGI program on one shared socket and keep them running: spawn-fcgi and multiwatch in one, with spawn-fcgi's flags. Flags can also be set as CGIBRIDGE_SPAWN_<FLAG>."`
 	Version VersionCmd `cmd:"" help:"Print the version."`
+	Man     ManCmd     `cmd:"" hidden:"" help:"Print the man page (roff), generated from this command line."`
+}
+
+// ManCmd prints cgibridge(8), generated from the command line above.
+type ManCmd struct{}
+
+// Run writes the man page to stdout.
+func (ManCmd) Run(k *kong.Context) error {
+	return manpage.Write(os.Stdout, k.Model, version)
 }
 
 // SpawnCmd holds the flags of "cgibridge spawn"; the one-letter ones are
@@ -133,63 +143,64 @@ func usage(err error) error {
 
 // ServeCmd holds the flags of "cgibridge serve".
 type ServeCmd struct {
-	Listen          []string      `help:"Where to listen (repeatable): unix:/path, tcp:HOST:PORT, HOST:PORT or fd:N. With none: the listening socket on fd 0 (spawn-fcgi, lighttpd, mod_fcgid) or systemd socket activation." placeholder:"ADDR" group:"Listening"`
-	SocketMode      string        `help:"Permissions of a unix socket the bridge creates (octal)." default:"0660" group:"Listening"`
-	SocketOwner     string        `help:"Owner (user name or uid) of a unix socket the bridge creates." group:"Listening"`
-	SocketGroup     string        `help:"Group (name or gid) of a unix socket the bridge creates." group:"Listening"`
-	AllowFrom       []string      `help:"Web-server addresses (IP or CIDR, repeatable) allowed to connect over non-loopback TCP; defaults to $FCGI_WEB_SERVER_ADDRS. Required to listen on a non-loopback address." placeholder:"CIDR" group:"Listening"`
-	MaxConns        int           `help:"Open FastCGI connections at most; more are closed at once." default:"1024" group:"Listening"`
-	HTTP            string        `name:"http" help:"Also serve HTTP on ADDR, forwarding to the bridge as nginx would: a development aid, not a production web server. Loopback only unless --public-endpoints." placeholder:"ADDR" group:"Listening"`
-	Status          string        `help:"Serve the status page (/status, /status?json), /ping and Prometheus /metrics on ADDR. Loopback only unless --public-endpoints." placeholder:"ADDR" group:"Listening"`
-	PublicEndpoints bool          `help:"Let --http and --status bind a non-loopback address. They have no access control: anyone who reaches them uses them." group:"Listening"`
-	ParamsTimeout   time.Duration `help:"How long a request may take to send its headers (FastCGI params); a connection that sends nothing or stalls is closed after it." default:"10s" group:"Listening"`
-	IdleTimeout     time.Duration `help:"How long a kept connection may wait for its next request, and a request for the next part of its body." default:"2m" group:"Listening"`
-	Root            string        `help:"The cgi-bin root: SCRIPT_NAME/SCRIPT_FILENAME are resolved under it and nothing outside it runs." type:"path" placeholder:"DIR" group:"Programs"`
-	Allow           []string      `help:"A program or directory outside the root that may run (repeatable), e.g. /usr/lib/git-core/git-http-backend." type:"path" placeholder:"PATH" group:"Programs"`
-	Interpreter     []string      `help:"Run files with extension EXT through CMD, no shebang or exec bit needed (repeatable; EXT= with no command removes a default). Defaults: .py=python3 .pl=perl .sh=sh .php=php-cgi .rb=ruby." placeholder:"EXT=CMD" group:"Programs"`
-	PassEnv         []string      `help:"Pass this variable of the bridge's own environment to programs (repeatable; NAME_* patterns allowed). PATH, LANG, LC_* and TZ always pass." placeholder:"NAME" group:"Programs"`
-	SetEnv          []string      `help:"Set NAME=VALUE in every program's environment (repeatable)." sep:"none" placeholder:"NAME=VALUE" group:"Programs"`
-	FastCGI         []string      `name:"fastcgi" help:"Programs that speak FastCGI themselves, served by a pool of persistent children (repeatable): a shell pattern on the path under --root ('*' does not match '/'), or an absolute one for an --allow path. Scripts run through an interpreter match by their own path; *.php runs one pool of php-cgi for every PHP script." placeholder:"GLOB" group:"Warm mode"`
-	FastCGIProcs    int           `name:"fastcgi-procs" help:"Children per FastCGI program at most; more requests wait in the queue (--queue-timeout), then 503. Default: the number of CPUs, at least 2." group:"Warm mode"`
-	FastCGIMaxReqs  int           `name:"fastcgi-max-requests" help:"Replace a FastCGI child after this many requests (0: never)." group:"Warm mode"`
-	FastCGIIdle     time.Duration `name:"fastcgi-idle" help:"Stop a FastCGI child idle this long (0: never)." default:"5m" group:"Warm mode"`
-	FastCGIEnv      []string      `name:"fastcgi-env" help:"Set NAME=VALUE in the start environment of the FastCGI programs matching GLOB (repeatable), for configuration read before their accept loop, e.g. mapserv:MAPSERVER_CONFIG_FILE=/etc/mapserver.map. They start with --pass-env's variables and --set-env otherwise." sep:"none" placeholder:"GLOB:NAME=VALUE" group:"Warm mode"`
-	Warm            []string      `help:"Python and Perl CGI scripts (by #! line or extension) served through a preloaded interpreter that forks a fresh child per request (repeatable): a shell pattern on the path under --root, as --fastcgi takes. Scripts that cannot be warmed safely run in exec mode." placeholder:"GLOB" group:"Warm mode"`
-	WarmSpares      int           `help:"Forked children each interpreter helper keeps ready." default:"2" group:"Warm mode"`
-	WarmMaxHelpers  int           `help:"Interpreter helpers alive at most (one per script and user); past it the least recently used idle one stops." default:"16" group:"Warm mode"`
-	WarmIdle        time.Duration `help:"Stop an interpreter helper unused this long (0: never)." default:"10m" group:"Warm mode"`
-	WarmMaxRequests uint64        `help:"Start a new interpreter helper after this many requests (0: never)." default:"10000" group:"Warm mode"`
-	WarmMaxAge      time.Duration `help:"Start a new interpreter helper after this long (0: never)." default:"1h" group:"Warm mode"`
-	WarmMaxMemory   byteSize      `help:"Start a new interpreter helper when its resident memory passes this (0: no cap)." default:"256M" group:"Warm mode"`
-	Stderr          string        `help:"Where programs' standard error goes: log (the bridge's log), fcgi (FastCGI STDERR records: the web server's error log) or both." enum:"log,fcgi,both" default:"both" group:"Programs"`
-	Timeout         time.Duration `help:"Per-request time limit; then SIGTERM to the program's process group, a grace period, SIGKILL, and 504. 0 disables." default:"60s" group:"Limits"`
-	KillGrace       time.Duration `help:"Time between SIGTERM and SIGKILL." default:"3s" group:"Limits"`
-	MaxProcs        int           `help:"Programs running at once; further requests wait up to --queue-timeout, then 503." default:"64" group:"Limits"`
-	QueueTimeout    time.Duration `help:"How long a request waits for a free slot before 503." default:"10s" group:"Limits"`
-	MaxBody         byteSize      `help:"Largest request body (413 beyond); 0 for no limit. Units K, M, G." default:"1G" group:"Limits"`
-	MaxHeader       byteSize      `help:"Largest response header block a program may write (502 beyond). nginx itself refuses more than fastcgi_buffer_size (4K by default)." default:"32K" group:"Limits"`
-	MaxParams       byteSize      `help:"Largest FastCGI params block of a request (431 beyond)." default:"256K" group:"Limits"`
-	MaxSpool        byteSize      `help:"Request bodies held by the bridge at once, in memory and in --temp-dir together (503 beyond)." default:"4G" group:"Limits"`
-	Slow            time.Duration `help:"Log requests that take longer than this, and count them as slow. 0 disables." default:"10s" group:"Limits"`
-	LimitCPU        uint64        `help:"CPU seconds per program (RLIMIT_CPU). 0: unlimited." group:"Limits"`
-	LimitMemory     byteSize      `help:"Address space per program (RLIMIT_AS). 0: unlimited." group:"Limits"`
-	LimitFiles      uint64        `help:"Open files per program (RLIMIT_NOFILE). 0: inherited." group:"Limits"`
-	LimitProcs      uint64        `help:"Processes of the program's user (RLIMIT_NPROC; does not bind root). 0: unlimited." group:"Limits"`
-	LimitFsize      byteSize      `help:"Largest file a program may write (RLIMIT_FSIZE). 0: unlimited." group:"Limits"`
-	Cgroup          string        `help:"Put each program in its own cgroup v2 under this parent (relative to the bridge's cgroup, or absolute), for --cgroup-memory and --cgroup-pids." placeholder:"DIR" group:"Limits"`
-	CgroupMemory    byteSize      `help:"memory.max of each program's cgroup." group:"Limits"`
-	CgroupPids      uint64        `help:"pids.max of each program's cgroup." group:"Limits"`
-	User            string        `help:"Run programs as this user; when started as root, the bridge itself also switches to it after binding its sockets (unless --owner-mode)." group:"Privileges"`
-	Group           string        `help:"Run programs with this group (default: the user's primary group)." group:"Privileges"`
-	OwnerMode       bool          `help:"Run each program as the owner of its file, after suexec-like checks (see docs/security.md). Needs root." group:"Privileges"`
-	MinUID          uint32        `name:"min-uid" help:"Lowest uid --owner-mode will run programs as." default:"100" group:"Privileges"`
-	AllowRoot       bool          `help:"Allow running programs as root." group:"Privileges"`
-	LogFormat       string        `help:"Log format." enum:"text,json" default:"text" group:"Logging"`
-	LogLevel        string        `help:"Log level (SIGHUP re-reads it)." enum:"trace,debug,info,warn,error" default:"info" group:"Logging"`
-	TempDir         string        `help:"Directory for request bodies larger than 64 KiB (unlinked files)." type:"path" placeholder:"DIR"`
-	ShutdownTimeout time.Duration `help:"On SIGTERM, how long requests in flight may finish before they are cancelled." default:"30s"`
-	WatchConfig     bool          `help:"Reload (as on SIGHUP) when the --config file changes."`
-	Pprof           string        `help:"Serve Go's net/http/pprof profiles on ADDR (diagnostics; keep it on loopback)." hidden:"" placeholder:"ADDR"`
+	Listen             []string      `help:"Where to listen (repeatable): unix:/path, tcp:HOST:PORT, HOST:PORT or fd:N. With none: the listening socket on fd 0 (spawn-fcgi, lighttpd, mod_fcgid) or systemd socket activation." placeholder:"ADDR" group:"Listening"`
+	SocketMode         string        `help:"Permissions of a unix socket the bridge creates (octal)." default:"0660" group:"Listening"`
+	SocketOwner        string        `help:"Owner (user name or uid) of a unix socket the bridge creates." group:"Listening"`
+	SocketGroup        string        `help:"Group (name or gid) of a unix socket the bridge creates." group:"Listening"`
+	AllowFrom          []string      `help:"Web-server addresses (IP or CIDR, repeatable) allowed to connect over non-loopback TCP; defaults to $FCGI_WEB_SERVER_ADDRS. Required to listen on a non-loopback address." placeholder:"CIDR" group:"Listening"`
+	MaxConns           int           `help:"Open FastCGI connections at most; more are closed at once." default:"1024" group:"Listening"`
+	HTTP               string        `name:"http" help:"Also serve HTTP on ADDR, forwarding to the bridge as nginx would: a development aid, not a production web server. Loopback only unless --public-endpoints." placeholder:"ADDR" group:"Listening"`
+	Status             string        `help:"Serve the status page (/status, /status?json), /ping and Prometheus /metrics on ADDR. Loopback only unless --public-endpoints." placeholder:"ADDR" group:"Listening"`
+	PublicEndpoints    bool          `help:"Let --http and --status bind a non-loopback address. They have no access control: anyone who reaches them uses them." group:"Listening"`
+	ParamsTimeout      time.Duration `help:"How long a request may take to send its headers (FastCGI params); a connection that sends nothing or stalls is closed after it." default:"10s" group:"Listening"`
+	IdleTimeout        time.Duration `help:"How long a kept connection may wait for its next request, and a request for the next part of its body." default:"2m" group:"Listening"`
+	Root               string        `help:"The cgi-bin root: SCRIPT_NAME/SCRIPT_FILENAME are resolved under it and nothing outside it runs." type:"path" placeholder:"DIR" group:"Programs"`
+	Allow              []string      `help:"A program or directory outside the root that may run (repeatable), e.g. /usr/lib/git-core/git-http-backend." type:"path" placeholder:"PATH" group:"Programs"`
+	AllowPackagedLinks bool          `help:"Follow a symlink in the root to a program outside it when root owns the link, the program and every directory above them, and nobody else can write to any of them: how Debian installs /usr/lib/cgi-bin (mapserv -> /usr/bin/mapserv). Other links out of the root stay refused (403)." group:"Programs"`
+	Interpreter        []string      `help:"Run files with extension EXT through CMD, no shebang or exec bit needed (repeatable; EXT= with no command removes a default). Defaults: .py=python3 .pl=perl .sh=sh .php=php-cgi .rb=ruby." placeholder:"EXT=CMD" group:"Programs"`
+	PassEnv            []string      `help:"Pass this variable of the bridge's own environment to programs (repeatable; NAME_* patterns allowed). PATH, LANG, LC_* and TZ always pass." placeholder:"NAME" group:"Programs"`
+	SetEnv             []string      `help:"Set NAME=VALUE in every program's environment (repeatable)." sep:"none" placeholder:"NAME=VALUE" group:"Programs"`
+	FastCGI            []string      `name:"fastcgi" help:"Programs that speak FastCGI themselves, served by a pool of persistent children (repeatable): a shell pattern on the path under --root ('*' does not match '/'), or an absolute one for an --allow path. Scripts run through an interpreter match by their own path; *.php runs one pool of php-cgi for every PHP script." placeholder:"GLOB" group:"Warm mode"`
+	FastCGIProcs       int           `name:"fastcgi-procs" help:"Children per FastCGI program at most; more requests wait in the queue (--queue-timeout), then 503. Default: the number of CPUs, at least 2." group:"Warm mode"`
+	FastCGIMaxReqs     int           `name:"fastcgi-max-requests" help:"Replace a FastCGI child after this many requests (0: never)." group:"Warm mode"`
+	FastCGIIdle        time.Duration `name:"fastcgi-idle" help:"Stop a FastCGI child idle this long (0: never)." default:"5m" group:"Warm mode"`
+	FastCGIEnv         []string      `name:"fastcgi-env" help:"Set NAME=VALUE in the start environment of the FastCGI programs matching GLOB (repeatable), for configuration read before their accept loop, e.g. mapserv:MAPSERVER_CONFIG_FILE=/etc/mapserver.map. They start with --pass-env's variables and --set-env otherwise." sep:"none" placeholder:"GLOB:NAME=VALUE" group:"Warm mode"`
+	Warm               []string      `help:"Python and Perl CGI scripts (by #! line or extension) served through a preloaded interpreter that forks a fresh child per request (repeatable): a shell pattern on the path under --root, as --fastcgi takes. Scripts that cannot be warmed safely run in exec mode." placeholder:"GLOB" group:"Warm mode"`
+	WarmSpares         int           `help:"Forked children each interpreter helper keeps ready." default:"2" group:"Warm mode"`
+	WarmMaxHelpers     int           `help:"Interpreter helpers alive at most (one per script and user); past it the least recently used idle one stops." default:"16" group:"Warm mode"`
+	WarmIdle           time.Duration `help:"Stop an interpreter helper unused this long (0: never)." default:"10m" group:"Warm mode"`
+	WarmMaxRequests    uint64        `help:"Start a new interpreter helper after this many requests (0: never)." default:"10000" group:"Warm mode"`
+	WarmMaxAge         time.Duration `help:"Start a new interpreter helper after this long (0: never)." default:"1h" group:"Warm mode"`
+	WarmMaxMemory      byteSize      `help:"Start a new interpreter helper when its resident memory passes this (0: no cap)." default:"256M" group:"Warm mode"`
+	Stderr             string        `help:"Where programs' standard error goes: log (the bridge's log), fcgi (FastCGI STDERR records: the web server's error log) or both." enum:"log,fcgi,both" default:"both" group:"Programs"`
+	Timeout            time.Duration `help:"Per-request time limit; then SIGTERM to the program's process group, a grace period, SIGKILL, and 504. 0 disables." default:"60s" group:"Limits"`
+	KillGrace          time.Duration `help:"Time between SIGTERM and SIGKILL." default:"3s" group:"Limits"`
+	MaxProcs           int           `help:"Programs running at once; further requests wait up to --queue-timeout, then 503." default:"64" group:"Limits"`
+	QueueTimeout       time.Duration `help:"How long a request waits for a free slot before 503." default:"10s" group:"Limits"`
+	MaxBody            byteSize      `help:"Largest request body (413 beyond); 0 for no limit. Units K, M, G." default:"1G" group:"Limits"`
+	MaxHeader          byteSize      `help:"Largest response header block a program may write (502 beyond). nginx itself refuses more than fastcgi_buffer_size (4K by default)." default:"32K" group:"Limits"`
+	MaxParams          byteSize      `help:"Largest FastCGI params block of a request (431 beyond)." default:"256K" group:"Limits"`
+	MaxSpool           byteSize      `help:"Request bodies held by the bridge at once, in memory and in --temp-dir together (503 beyond)." default:"4G" group:"Limits"`
+	Slow               time.Duration `help:"Log requests that take longer than this, and count them as slow. 0 disables." default:"10s" group:"Limits"`
+	LimitCPU           uint64        `help:"CPU seconds per program (RLIMIT_CPU). 0: unlimited." group:"Limits"`
+	LimitMemory        byteSize      `help:"Address space per program (RLIMIT_AS). 0: unlimited." group:"Limits"`
+	LimitFiles         uint64        `help:"Open files per program (RLIMIT_NOFILE). 0: inherited." group:"Limits"`
+	LimitProcs         uint64        `help:"Processes of the program's user (RLIMIT_NPROC; does not bind root). 0: unlimited." group:"Limits"`
+	LimitFsize         byteSize      `help:"Largest file a program may write (RLIMIT_FSIZE). 0: unlimited." group:"Limits"`
+	Cgroup             string        `help:"Put each program in its own cgroup v2 under this parent (relative to the bridge's cgroup, or absolute), for --cgroup-memory and --cgroup-pids." placeholder:"DIR" group:"Limits"`
+	CgroupMemory       byteSize      `help:"memory.max of each program's cgroup." group:"Limits"`
+	CgroupPids         uint64        `help:"pids.max of each program's cgroup." group:"Limits"`
+	User               string        `help:"Run programs as this user; when started as root, the bridge itself also switches to it after binding its sockets (unless --owner-mode)." group:"Privileges"`
+	Group              string        `help:"Run programs with this group (default: the user's primary group)." group:"Privileges"`
+	OwnerMode          bool          `help:"Run each program as the owner of its file, after suexec-like checks (see docs/security.md). Needs root." group:"Privileges"`
+	MinUID             uint32        `name:"min-uid" help:"Lowest uid --owner-mode will run programs as." default:"100" group:"Privileges"`
+	AllowRoot          bool          `help:"Allow running programs as root." group:"Privileges"`
+	LogFormat          string        `help:"Log format." enum:"text,json" default:"text" group:"Logging"`
+	LogLevel           string        `help:"Log level (SIGHUP re-reads it)." enum:"trace,debug,info,warn,error" default:"info" group:"Logging"`
+	TempDir            string        `help:"Directory for request bodies larger than 64 KiB (unlinked files)." type:"path" placeholder:"DIR"`
+	ShutdownTimeout    time.Duration `help:"On SIGTERM, how long requests in flight may finish before they are cancelled." default:"30s"`
+	WatchConfig        bool          `help:"Reload (as on SIGHUP) when the --config file changes."`
+	Pprof              string        `help:"Serve Go's net/http/pprof profiles on ADDR (diagnostics; keep it on loopback)." hidden:"" placeholder:"ADDR"`
 
 	configFile string // the --config path, for --watch-config
 }
@@ -298,6 +309,9 @@ func (s *ServeCmd) options() (*daemon.Options, hclog.Logger, error) {
 		TimeFormat: "2006-01-02T15:04:05.000Z0700",
 	})
 
+	if err := s.checkNumbers(); err != nil {
+		return nil, nil, err
+	}
 	mode, err := strconv.ParseUint(s.SocketMode, 8, 32)
 	if err != nil || mode > 0o777 {
 		return nil, nil, fmt.Errorf("--socket-mode %q: want an octal mode such as 0660", s.SocketMode)
@@ -339,6 +353,7 @@ func (s *ServeCmd) options() (*daemon.Options, hclog.Logger, error) {
 				PassEnv:        append(cgienv.DefaultPassEnv(), s.PassEnv...),
 				SetEnv:         s.SetEnv,
 				ServerSoftware: "cgibridge/" + version,
+				PackagedLinks:  s.AllowPackagedLinks,
 			},
 			Timeout:        s.Timeout,
 			MaxHeaderBytes: int(s.MaxHeader),
@@ -405,7 +420,7 @@ func (s *ServeCmd) options() (*daemon.Options, hclog.Logger, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	opts.CGI.Identity, opts.DropTo = decided.Identity, decided.DropTo
+	opts.CGI.Identity, opts.DropTo, opts.DefaultIdentity = decided.Identity, decided.DropTo, decided.Default
 	if err := opts.CGI.Validate(); err != nil {
 		return nil, nil, err
 	}
@@ -413,6 +428,39 @@ func (s *ServeCmd) options() (*daemon.Options, hclog.Logger, error) {
 		return nil, nil, err
 	}
 	return opts, log, nil
+}
+
+// checkNumbers refuses counts and durations out of their range, with the
+// flag's name, as usage errors.
+func (s *ServeCmd) checkNumbers() error {
+	if s.MaxProcs < 1 {
+		return fmt.Errorf("--max-procs %d: must be at least 1", s.MaxProcs)
+	}
+	for _, c := range []struct {
+		name string
+		v    int64
+	}{
+		{"--max-conns", int64(s.MaxConns)}, {"--fastcgi-procs", int64(s.FastCGIProcs)},
+		{"--fastcgi-max-requests", int64(s.FastCGIMaxReqs)}, {"--warm-spares", int64(s.WarmSpares)},
+		{"--warm-max-helpers", int64(s.WarmMaxHelpers)}, {"--max-header", int64(s.MaxHeader)},
+		{"--max-params", int64(s.MaxParams)}, {"--max-body", int64(s.MaxBody)}, {"--max-spool", int64(s.MaxSpool)},
+		{"--params-timeout", int64(s.ParamsTimeout)}, {"--idle-timeout", int64(s.IdleTimeout)},
+		{"--timeout", int64(s.Timeout)}, {"--kill-grace", int64(s.KillGrace)}, {"--queue-timeout", int64(s.QueueTimeout)},
+		{"--shutdown-timeout", int64(s.ShutdownTimeout)}, {"--fastcgi-idle", int64(s.FastCGIIdle)},
+		{"--warm-idle", int64(s.WarmIdle)}, {"--warm-max-age", int64(s.WarmMaxAge)},
+	} {
+		if c.v < 0 {
+			return fmt.Errorf("%s: must not be negative", c.name)
+		}
+	}
+	for _, e := range s.FastCGIEnv {
+		glob, nv, ok := strings.Cut(e, ":")
+		name, _, hasValue := strings.Cut(nv, "=")
+		if !ok || glob == "" || !hasValue || name == "" {
+			return fmt.Errorf("--fastcgi-env %q: want GLOB:NAME=VALUE, e.g. mapserv:MAPSERVER_CONFIG_FILE=/etc/mapserver.map", e)
+		}
+	}
+	return nil
 }
 
 // interpreters merges --interpreter EXT=CMD entries over the defaults.

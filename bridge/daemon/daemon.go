@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -47,6 +48,9 @@ type Daemon struct {
 	front     *devfront.Front
 	endpoints []*endpoint
 	sigs      chan os.Signal
+	// dev is what the development front end chose when the default user
+	// could not reach the root (reach.go); nil otherwise.
+	dev *devChoice
 }
 
 // New validates opts, builds the pieces and opens every socket. Nothing is
@@ -56,6 +60,17 @@ func New(opts *Options, log hclog.Logger) (*Daemon, error) {
 	if opts.Exec.MaxProcs <= 0 {
 		return nil, fmt.Errorf("--max-procs %d: must be at least 1", opts.Exec.MaxProcs)
 	}
+	// Before anything else: the runners take the root (which may become
+	// a copy) from opts.
+	dev, err := d.reach(opts)
+	if err != nil {
+		return nil, err
+	}
+	d.dev = dev
+	fail := func(err error) (*Daemon, error) {
+		d.dev.close()
+		return nil, err
+	}
 	// Caught before the first socket exists: a supervisor may send SIGTERM
 	// as soon as it sees the socket, and that must drain, not kill.
 	d.sigs = make(chan os.Signal, 4)
@@ -64,14 +79,14 @@ func New(opts *Options, log hclog.Logger) (*Daemon, error) {
 	routes, err := d.routes(opts)
 	if err != nil {
 		signal.Stop(d.sigs)
-		return nil, err
+		return fail(err)
 	}
 	d.disp = runner.NewDispatcher(routes, opts.Exec.QueueWait, d.stats)
 	h, err := cgi.New(&opts.CGI, d.disp, log.Named("cgi"), d.stats)
 	if err != nil {
 		d.disp.Close(context.Background())
 		signal.Stop(d.sigs)
-		return nil, err
+		return fail(err)
 	}
 	d.handler = h
 	d.server = &bridge.Server{
@@ -89,7 +104,8 @@ func New(opts *Options, log hclog.Logger) (*Daemon, error) {
 	if err := d.open(); err != nil {
 		d.closeListeners()
 		signal.Stop(d.sigs)
-		return nil, err
+		d.disp.Close(context.Background())
+		return fail(err)
 	}
 	return d, nil
 }
@@ -221,6 +237,9 @@ func (d *Daemon) open() error {
 	for _, spec := range d.opts.Listen {
 		l, err := listen.Open(spec, d.opts.ListenOpts, llog)
 		if err != nil {
+			if strings.HasPrefix(err.Error(), "listen "+spec+": ") {
+				return fmt.Errorf("--%w", err) // "--listen SPEC: why", said once
+			}
 			return fmt.Errorf("--listen %s: %w", spec, err)
 		}
 		d.lns = append(d.lns, l)
@@ -231,6 +250,7 @@ func (d *Daemon) open() error {
 	pub := d.opts.PublicEndpoints
 	if d.opts.HTTP != "" {
 		d.front = devfront.New(d.opts.CGI.Env.Root, d.log.Named("http"))
+		d.front.Describe = d.handler.Describe
 		ep, err := bindEndpoint("--http", "http front end", d.opts.HTTP, pub, d.front)
 		if err != nil {
 			return err
@@ -367,6 +387,7 @@ func (d *Daemon) shutdown() error {
 	if err := d.disp.Close(ctx); err != nil {
 		d.log.Warn("runners did not stop in time", "error", err)
 	}
+	d.dev.close()
 	d.log.Info("stopped")
 	return nil
 }
@@ -396,6 +417,20 @@ func (d *Daemon) reload(load func() (*Options, error)) {
 	}
 	if next.Exec.MaxProcs <= 0 {
 		d.log.Error("reload failed; keeping the running configuration", "error", fmt.Sprintf("--max-procs %d: must be at least 1", next.Exec.MaxProcs))
+		return
+	}
+	if d.opts.DropTo != nil && (!sameIdentity(next.CGI.Identity, d.opts.CGI.Identity) || next.CGI.OwnerMode != d.opts.CGI.OwnerMode) {
+		// The bridge gave up root: it can no longer start programs as
+		// anyone else, nor as their owners.
+		d.log.Warn("option changed; it takes effect only after a restart (the bridge has dropped root)", "option", "--user/--group/--owner-mode")
+		next.CGI.Identity, next.CGI.OwnerMode, next.DropTo = d.opts.CGI.Identity, d.opts.CGI.OwnerMode, d.opts.DropTo
+	}
+	err = d.dev.apply(next)
+	if err == nil {
+		err = checkReach(next)
+	}
+	if err != nil {
+		d.log.Error("reload failed; keeping the running configuration", "error", err)
 		return
 	}
 	if err := d.handler.Reload(&next.CGI); err != nil {
@@ -442,4 +477,12 @@ func (d *Daemon) warnRestartOnly(next *Options) {
 	changed("--shutdown-timeout", next.ShutdownTimeout != cur.ShutdownTimeout)
 	changed("--fastcgi*", fmt.Sprint(next.FastCGI) != fmt.Sprint(cur.FastCGI))
 	changed("--warm*", fmt.Sprint(next.Warm) != fmt.Sprint(cur.Warm))
+}
+
+// sameIdentity compares who two identities run as.
+func sameIdentity(a, b *sandbox.Identity) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.UID == b.UID && a.GID == b.GID && slices.Equal(a.Groups, b.Groups)
 }

@@ -43,6 +43,10 @@ type Options struct {
 	// DropTo, when set, is the identity the bridge itself switches to
 	// after binding its sockets.
 	DropTo *sandbox.Identity
+	// DefaultIdentity is set when CGI.Identity is nobody only because no
+	// user was chosen: the development front end may then choose better
+	// (see reach.go).
+	DefaultIdentity bool
 	// LogLevel is applied to the root logger (also on reload).
 	LogLevel hclog.Level
 	// WatchFiles, when set, are watched and a change reloads the

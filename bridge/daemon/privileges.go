@@ -30,6 +30,8 @@ type Decided struct {
 	// DropTo is who the bridge becomes after binding its sockets (nil:
 	// it stays as it is).
 	DropTo *sandbox.Identity
+	// Default is set when Identity is nobody because nothing chose a user.
+	Default bool
 }
 
 // Decide applies the policy for a bridge running with effective uid euid:
@@ -69,7 +71,7 @@ func Decide(p Privileges, euid int, lo *listen.Options, log hclog.Logger) (*Deci
 			return nil, fmt.Errorf("started as root without --user, and user nobody cannot be used (%w): pass --user NAME", err)
 		}
 		log.Info("started as root without --user: programs run as nobody (--user to choose, --allow-root to run them as root)")
-		d.Identity = id
+		d.Identity, d.Default = id, true
 	}
 	// The bridge itself gives up root once its sockets are bound, unless it
 	// still needs it: to run programs as their owners, or to make cgroups.

@@ -77,6 +77,10 @@ type Front struct {
 	ln   *pipeListener
 	root string
 	log  hclog.Logger
+	// Describe, when set, says for the index page how the program name
+	// (relative to the root) would run, or why it would be refused.
+	// Neither may contain an absolute path.
+	Describe func(name string) (how, refused string)
 }
 
 // New returns a front end for the cgi-bin root.
@@ -213,18 +217,34 @@ func hostOnly(h string) string {
 	return h
 }
 
-// index lists the root's files so the examples can be clicked through.
+// index lists the root's programs so the examples can be clicked through,
+// each with how it runs or why it would be refused (that refusal also gets
+// a log line). It shows names relative to the root, never the root's path.
 func (f *Front) index(w http.ResponseWriter) {
 	entries, err := os.ReadDir(f.root)
 	if err != nil {
-		http.Error(w, "cannot list the root", http.StatusInternalServerError)
+		f.log.Error("cannot list the root for the index page", "error", err)
+		http.Error(w, "cannot list the root (the log says why)", http.StatusInternalServerError)
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	fmt.Fprintf(w, "<!doctype html><title>cgibridge</title><h1>%s</h1><p>cgibridge development front end. Programs:</p><ul>\n", html.EscapeString(f.root))
+	fmt.Fprint(w, "<!doctype html><title>cgibridge</title><h1>cgibridge</h1><p>Development front end. The programs in the root:</p><ul>\n")
 	for _, e := range entries {
-		if e.Type().IsRegular() {
-			n := html.EscapeString(e.Name())
+		if e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		n := html.EscapeString(e.Name())
+		how, refused := "", ""
+		if f.Describe != nil {
+			how, refused = f.Describe(e.Name())
+		}
+		switch {
+		case refused != "":
+			f.log.Info("index: this program would be refused", "name", e.Name(), "reason", refused)
+			fmt.Fprintf(w, "<li><a href=\"/%s\">%s</a> — <em>refused: %s</em></li>\n", n, n, html.EscapeString(refused))
+		case how != "":
+			fmt.Fprintf(w, "<li><a href=\"/%s\">%s</a> — %s</li>\n", n, n, html.EscapeString(how))
+		default:
 			fmt.Fprintf(w, "<li><a href=\"/%s\">%s</a></li>\n", n, n)
 		}
 	}

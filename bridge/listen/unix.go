@@ -66,7 +66,24 @@ func openUnix(spec, path string, o Options, log hclog.Logger) (*Listener, error)
 		return nil, fmt.Errorf("listen %s: %w", spec, err)
 	}
 	dir := filepath.Dir(path)
-	if fi, err := os.Stat(dir); err != nil {
+	fi, err := os.Stat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		// As systemd's RuntimeDirectory= would: the socket's own directory,
+		// owned by the socket's owner (the user the bridge drops to), so
+		// that the bridge can still remove the socket at exit.
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("listen %s: directory %s for the socket does not exist and cannot be made (%v): create it, or with systemd set RuntimeDirectory=", spec, dir, errnoOf(err))
+		}
+		if uid != -1 || gid != -1 {
+			if err := os.Lchown(dir, uid, gid); err != nil {
+				os.Remove(dir)
+				return nil, fmt.Errorf("listen %s: set the owner of the socket's directory %s: %w", spec, dir, err)
+			}
+		}
+		log.Info("made the socket's directory", "dir", dir)
+		fi, err = os.Stat(dir)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("listen %s: directory %s for the socket: %w", spec, dir, err)
 	} else if !fi.IsDir() {
 		return nil, fmt.Errorf("listen %s: %s is not a directory", spec, dir)
@@ -191,4 +208,13 @@ func lookupID(name string, byName func(string) (string, error)) (int, error) {
 		return -1, fmt.Errorf("id %q is not numeric: %w", s, err)
 	}
 	return int(n), nil
+}
+
+// errnoOf is the bare cause of a path error.
+func errnoOf(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }

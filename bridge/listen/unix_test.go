@@ -241,11 +241,30 @@ func TestUnixNonSocketPathRefused(t *testing.T) {
 	}
 }
 
-func TestUnixMissingDirectoryRefused(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "missing")
-	_, err := Open("unix:"+dir+"/s", Options{}, nil)
-	if err == nil || !strings.Contains(err.Error(), "directory "+dir) {
-		t.Fatalf("err = %v, want it to name directory %s", err, dir)
+// A missing socket directory is made, as systemd's RuntimeDirectory= makes
+// it, owned by the socket's owner; one whose parent is missing too is refused
+// with the fix.
+func TestUnixMissingDirectoryMadeOneLevel(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	l, err := Open("unix:"+dir+"/s", Options{SocketOwner: "nobody"}, nil)
+	if err != nil {
+		t.Fatalf("missing socket directory not made: %v", err)
+	}
+	defer l.Close()
+	fi, err := os.Stat(dir)
+	if err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o755 {
+		t.Fatalf("socket directory: %v %v", fi, err)
+	}
+	if os.Geteuid() == 0 {
+		if uid := fi.Sys().(*syscall.Stat_t).Uid; uid != 65534 {
+			t.Errorf("socket directory owned by uid %d, want nobody's", uid)
+		}
+	}
+
+	deep := filepath.Join(t.TempDir(), "missing", "too")
+	_, err = Open("unix:"+deep+"/s", Options{}, nil)
+	if err == nil || !strings.Contains(err.Error(), "directory "+deep) || !strings.Contains(err.Error(), "RuntimeDirectory=") {
+		t.Fatalf("err = %v, want it to name directory %s and the fix", err, deep)
 	}
 }
 

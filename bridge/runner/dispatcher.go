@@ -115,6 +115,17 @@ func (d *Dispatcher) Run(ctx context.Context, job *Job) Result {
 	return last
 }
 
+// RouteFor names the runner that would take job first ("exec" when only
+// exec mode would); it runs nothing.
+func (d *Dispatcher) RouteFor(job *Job) string {
+	for i := range d.routes {
+		if rt := &d.routes[i]; rt.Match == nil || rt.Match(job) {
+			return rt.Runner.Name()
+		}
+	}
+	return ""
+}
+
 // runOn admits job to one route (a slot, perhaps after queueing) and runs
 // it under the job's timeout.
 func (d *Dispatcher) runOn(ctx context.Context, rt *Route, job *Job, wait time.Duration) Result {

@@ -189,7 +189,7 @@ func TestUsageErrorsAreOneLineAndExit2(t *testing.T) {
 		{"config of the wrong type", []string{"--config", badType, "serve"}, 2, `"root": want a string`},
 		{"config with an unknown key", []string{"--config", unknown, "serve"}, 2, `unknown option "roots"`},
 		{"nothing to listen on", []string{"serve", "--root", dir, "--allow-root"}, 1, "nothing to listen on"},
-		{"socket in a missing directory", []string{"serve", "--root", dir, "--allow-root", "--listen", "unix:" + filepath.Join(dir, "no", "s.sock")}, 1, "--listen"},
+		{"socket in a missing directory", []string{"serve", "--root", dir, "--allow-root", "--listen", "unix:" + filepath.Join(dir, "no", "such", "s.sock")}, 1, "--listen"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd := exec.Command(harness.MustBinary(t), tc.args...)
