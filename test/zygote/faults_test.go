@@ -95,8 +95,8 @@ func TestSyntaxErrorIsAnsweredAsExecModeAnswersIt(t *testing.T) {
 	}
 }
 
-// helperPIDs returns the bridge's children that are helpers (python3 with
-// -c): the request children are their children.
+// helperPIDs returns the bridge's direct children (the helpers, and any
+// exec-mode script running): the request children are the helpers'.
 func helperPIDs(t *testing.T, b *bed) []int {
 	t.Helper()
 	kids, err := harness.Children(b.bridge.PID())
@@ -122,8 +122,26 @@ func helperPIDs(t *testing.T, b *bed) []int {
 // that request's 502, as in exec mode; the rest run in exec mode until a
 // new helper serves warm again.
 func TestHelperKilledMidLoadCostsNoRequest(t *testing.T) {
-	b := serve(t, newRoot(t), "--warm", "*.py")
-	b.warmUp(t, "hello.py")
+	killHelperUnderLoad(t, "*.py", "hello.py")
+}
+
+// TestPerlHelperKilledMidLoadCostsNoRequest is the same for a Perl helper.
+func TestPerlHelperKilledMidLoadCostsNoRequest(t *testing.T) {
+	killHelperUnderLoad(t, "*.pl", "hello.pl")
+}
+
+// killHelperUnderLoad kills the helper of a bridge serving name (which
+// answers "version=v1") while it loads, then while 4 clients request it.
+func killHelperUnderLoad(t *testing.T, glob, name string) {
+	b := serve(t, newRoot(t), "--warm", glob)
+	// While loading: the first request starts the helper, exec mode serves it.
+	if r := b.do(t, name, "", nil); !strings.Contains(r.body(), "version=v1") {
+		t.Fatalf("first request: %v %q", r.err, r.stdout)
+	}
+	for _, h := range helperPIDs(t, b) {
+		syscall.Kill(h, syscall.SIGKILL)
+	}
+	b.warmUp(t, name)
 	stop := make(chan struct{})
 	var mu sync.Mutex
 	var failed, total, bad int
@@ -138,7 +156,7 @@ func TestHelperKilledMidLoadCostsNoRequest(t *testing.T) {
 					return
 				default:
 				}
-				r := b.do(t, "hello.py", "", nil)
+				r := b.do(t, name, "", nil)
 				mu.Lock()
 				total++
 				switch {
@@ -159,10 +177,13 @@ func TestHelperKilledMidLoadCostsNoRequest(t *testing.T) {
 		syscall.Kill(h, syscall.SIGKILL)
 	}
 	time.Sleep(300 * time.Millisecond)
-	b.warmUp(t, "hello.py")
+	b.warmUp(t, name)
 	close(stop)
 	wg.Wait()
 	t.Logf("%d requests, %d answered 502 (their child was killed), %d failed", total, bad, failed)
+	if !strings.Contains(b.bridge.Logs.String(), "generation=3") {
+		t.Errorf("no third helper generation: the helpers were not killed?")
+	}
 	if failed > 0 {
 		t.Errorf("%d requests got no answer or a wrong one", failed)
 	}

@@ -52,14 +52,20 @@ var versionRE = regexp.MustCompile(`^script=(\S+) module=(\S+)$`)
 // under a continuous load: no request fails, and every request sent after
 // an edit returned is answered by the new version.
 func TestReloadUnderLoadZeroFailedZeroStale(t *testing.T) {
-	root := newRoot(t)
-	b := serve(t, root, "--warm", "*.py")
-	b.warmUp(t, "versioned.py")
-	script := filepath.Join(root, "versioned.py")
-	module := filepath.Join(root, "versionmod.py")
-	scriptFor := func(v string) string {
+	reloadUnderLoad(t, "*.py", "versioned.py", "versionmod.py", func(v string) string {
 		return "#!/usr/bin/python3\nimport os\nimport versionmod\nprint(\"Content-Type: text/plain\")\nprint()\nprint(\"script=" + v + " module=%s\" % versionmod.VERSION)\n"
-	}
+	}, func(v string) string { return "VERSION = \"" + v + "\"\n" })
+}
+
+// reloadUnderLoad is the reload matrix for one language: scriptName imports
+// moduleName; scriptFor and moduleFor write their versions (s1 and m1 are
+// testdata's; m2 must be as long as m1).
+func reloadUnderLoad(t *testing.T, glob, scriptName, moduleName string, scriptFor, moduleFor func(v string) string) {
+	root := newRoot(t)
+	b := serve(t, root, "--warm", glob)
+	b.warmUp(t, scriptName)
+	script := filepath.Join(root, scriptName)
+	module := filepath.Join(root, moduleName)
 	inPlace := func(path, content string) {
 		// An editor saving in place: the same inode, rewritten. The new
 		// content is never shorter here, so no reader sees it truncated.
@@ -80,16 +86,16 @@ func TestReloadUnderLoadZeroFailedZeroStale(t *testing.T) {
 		{"script in place, same size", "s2", "m1", func() { inPlace(script, scriptFor("s2")) }},
 		{"script in place, longer", "s30", "m1", func() { inPlace(script, scriptFor("s30")) }},
 		{"script replaced by mv", "s40", "m1", func() {
-			tmp := filepath.Join(root, ".versioned.py.tmp")
-			writeScript(t, root, ".versioned.py.tmp", scriptFor("s40"))
+			tmp := filepath.Join(root, "."+scriptName+".tmp")
+			writeScript(t, root, "."+scriptName+".tmp", scriptFor("s40"))
 			if err := os.Rename(tmp, script); err != nil {
 				t.Fatal(err)
 			}
 		}},
-		{"module in place", "s40", "m2", func() { inPlace(module, "VERSION = \"m2\"\n") }},
+		{"module in place", "s40", "m2", func() { inPlace(module, moduleFor("m2")) }},
 		{"module replaced by mv", "s40", "m33", func() {
 			tmp := filepath.Join(root, ".versionmod.tmp")
-			os.WriteFile(tmp, []byte("VERSION = \"m33\"\n"), 0o644)
+			os.WriteFile(tmp, []byte(moduleFor("m33")), 0o644)
 			os.Chmod(tmp, 0o644)
 			if err := os.Rename(tmp, module); err != nil {
 				t.Fatal(err)
@@ -97,7 +103,7 @@ func TestReloadUnderLoadZeroFailedZeroStale(t *testing.T) {
 		}},
 	}
 	stop := make(chan struct{})
-	collect := b.loop("versioned.py", stop)
+	collect := b.loop(scriptName, stop)
 	type mark struct {
 		at             time.Time
 		script, module string

@@ -1,0 +1,3 @@
+package PerlVersionMod;
+our $VERSION = "m1";
+1;
