@@ -100,9 +100,14 @@ func readmeCommand(t *testing.T, prefix string) []string {
 	}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
-		if line := strings.TrimSpace(sc.Text()); strings.HasPrefix(line, prefix) {
-			return strings.Fields(line)
+		line := strings.TrimSpace(sc.Text())
+		if !strings.HasPrefix(line, prefix) {
+			continue
 		}
+		for strings.HasSuffix(line, "\\") && sc.Scan() { // a continued line
+			line = strings.TrimSuffix(line, "\\") + " " + strings.TrimSpace(sc.Text())
+		}
+		return strings.Fields(line)
 	}
 	t.Fatalf("README.md has no command line starting with %q", prefix)
 	return nil
@@ -422,4 +427,58 @@ func rawBody(t *testing.T, sock, root, script string) string {
 	a := strings.ReplaceAll(rawAnswer(t, sock, root, script), "\r\n", "\n")
 	_, body, _ := strings.Cut(a, "\n\n")
 	return body
+}
+
+// TestREADMENginxExampleIsWarningFree runs the README's command for nginx
+// (its socket under /run/cgibridge/, its root and user as given, but a
+// fresh directory name and a test root): nothing is logged at WARN or
+// above, the socket's directory is made for the dropped user, and the
+// socket file is gone after SIGTERM.
+func TestREADMENginxExampleIsWarningFree(t *testing.T) {
+	needRoot(t)
+	argv := readmeCommand(t, "cgibridge serve --listen unix:/run/cgibridge/")
+	tr := newTree(t)
+	runDir := fmt.Sprintf("/run/cgibridge-test-%d", os.Getpid())
+	os.RemoveAll(runDir)
+	t.Cleanup(func() { os.RemoveAll(runDir) })
+	var sock string
+	for i, a := range argv {
+		switch {
+		case strings.HasPrefix(a, "unix:/run/cgibridge/"):
+			sock = runDir + "/" + strings.TrimPrefix(a, "unix:/run/cgibridge/")
+			argv[i] = "unix:" + sock
+		case i > 0 && argv[i-1] == "--root":
+			argv[i] = tr.Root
+		}
+	}
+	argv[0] = harness.MustBinary(t)
+	s := startServe(t, "/", argv)
+	deadline := time.Now().Add(harness.StartTimeout)
+	for {
+		if c, err := net.Dial("unix", sock); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing listening on %s\n%s", sock, s.logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := rawStatus(t, sock, tr.Root, "hello.sh"); got != 200 {
+		t.Errorf("hello.sh: status %d", got)
+	}
+	fi, err := os.Stat(runDir)
+	if err != nil || fi.Sys().(*syscall.Stat_t).Uid != 33 {
+		t.Errorf("the socket's directory is not www-data's: %v %v", fi, err)
+	}
+	syscall.Kill(s.cmd.Process.Pid, syscall.SIGTERM)
+	<-s.done
+	if _, err := os.Lstat(sock); err == nil {
+		t.Errorf("the socket %s is left after exit", sock)
+	}
+	for _, l := range strings.Split(s.logs.String(), "\n") {
+		if strings.Contains(l, "[WARN]") || strings.Contains(l, "[ERROR]") {
+			t.Errorf("the README's example logs: %s", l)
+		}
+	}
 }
