@@ -153,6 +153,9 @@ func (h *Handler) accessLine(x *exchange, cfg *Config) {
 	}
 	slow := cfg.Slow > 0 && d >= cfg.Slow
 	h.stats.Done(code, outcome, d, r.Body.Size(), r.Stdout.Written(), slow)
+	if !h.log.IsInfo() {
+		return // --log-level warn: no access lines, and nothing built for one
+	}
 	args := []any{
 		"req", r.Serial,
 		"method", r.Param("REQUEST_METHOD"),
