@@ -376,6 +376,11 @@ sub check_clean {
 
 # --- startup -----------------------------------------------------------------
 
+# An exit in a BEGIN block of the script (or a module) ends the helper
+# while it compiles: say so. In a child it does nothing.
+my $COMPILING = 1;
+END { control('C', 'the script exits while it is compiled (exit in a BEGIN block?)') if $$ == $PARENT && $COMPILING; }
+
 decline('the bridge\'s uid is missing') unless defined $BRIDGE_UID;
 my $STATE = compile_script(0, 0);
 decline($STATE->{declined}) if $STATE->{declined};
@@ -398,6 +403,7 @@ for my $f (realpath($SCRIPT), map { realpath($_) } grep { defined && !ref } valu
     next if $SENT{$f}++;
     control('F', $f);
 }
+$COMPILING = 0;
 $0 = "perl (cgibridge zygote) $SCRIPT";
 control('R', scalar(keys %INC));
 

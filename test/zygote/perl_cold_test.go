@@ -33,9 +33,9 @@ func coldWithReason(t *testing.T, b *bed, name, want, reason string, extra ...fc
 }
 
 // TestPerlScriptsThatCannotBeWarmedRunInExecMode: a modulino (caller at its
-// top level), taint mode, a BEGIN block reading a request variable and a
-// module reading one while it loads are served in exec mode, the reason in
-// the access line and logged once.
+// top level), taint mode, a BEGIN block reading a request variable, a
+// module reading one while it loads and a BEGIN block that exits are served
+// in exec mode, the reason in the access line and logged once.
 func TestPerlScriptsThatCannotBeWarmedRunInExecMode(t *testing.T) {
 	root := newRoot(t)
 	b := serve(t, root, "--warm", "*.pl")
@@ -48,10 +48,11 @@ func TestPerlScriptsThatCannotBeWarmedRunInExecMode(t *testing.T) {
 		{"taint.pl", "tainted ok\n", "taint mode (-T) is not supported warm", nil},
 		{"beginenv.pl", "mode fast\n", "the script (a BEGIN block or use) reads $ENV{HTTP_X_MODE} at compile time", []fcgi.Pair{mode}},
 		{"reqmod.pl", "mode fast\n", "module PerlReqMod.pm reads $ENV{HTTP_X_MODE} at load", []fcgi.Pair{mode}},
+		{"beginexit.pl", "bye\n", "the script exits while it is compiled", nil},
 	} {
 		coldWithReason(t, b, tc.name, tc.want, tc.reason, tc.extra...)
 	}
-	for _, reason := range []string{"the script calls caller", "reads $ENV{HTTP_X_MODE} at compile time", "PerlReqMod.pm reads"} {
+	for _, reason := range []string{"the script calls caller", "reads $ENV{HTTP_X_MODE} at compile time", "PerlReqMod.pm reads", "exits while it is compiled"} {
 		if n := strings.Count(grepLines(b.bridge.Logs.String(), "script cannot be warmed"), reason); n != 1 {
 			t.Errorf("%d log lines say the script cannot be warmed because %q, want 1", n, reason)
 		}
