@@ -34,7 +34,8 @@ func coldWithReason(t *testing.T, b *bed, name, want, reason string, extra ...fc
 
 // TestPerlScriptsThatCannotBeWarmedRunInExecMode: a modulino (caller at its
 // top level), taint mode, a BEGIN block reading a request variable, a
-// module reading one while it loads and a BEGIN block that exits are served
+// module reading one while it loads, a BEGIN block that exits, a module
+// leaving a file open and threads are served
 // in exec mode, the reason in the access line and logged once.
 func TestPerlScriptsThatCannotBeWarmedRunInExecMode(t *testing.T) {
 	root := newRoot(t)
@@ -49,6 +50,8 @@ func TestPerlScriptsThatCannotBeWarmedRunInExecMode(t *testing.T) {
 		{"beginenv.pl", "mode fast\n", "the script (a BEGIN block or use) reads $ENV{HTTP_X_MODE} at compile time", []fcgi.Pair{mode}},
 		{"reqmod.pl", "mode fast\n", "module PerlReqMod.pm reads $ENV{HTTP_X_MODE} at load", []fcgi.Pair{mode}},
 		{"beginexit.pl", "bye\n", "the script exits while it is compiled", nil},
+		{"fdmod.pl", "fd ok\n", "loading left 1 files open", nil},
+		{"threads.pl", "threads ok\n", "the script uses threads", nil},
 	} {
 		coldWithReason(t, b, tc.name, tc.want, tc.reason, tc.extra...)
 	}

@@ -1,0 +1,4 @@
+#!/usr/bin/perl
+use strict;
+use threads;
+print "Content-Type: text/plain\n\nthreads ok\n";
