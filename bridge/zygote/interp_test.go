@@ -5,7 +5,9 @@ import (
 	"testing"
 )
 
-func TestPerlFlags(t *testing.T) {
+// TestPerlSwitchesWarmAreWOnly: a helper honours -w (as $^W in each child);
+// taint mode and every other switch send the script to exec mode, named.
+func TestPerlSwitchesWarmAreWOnly(t *testing.T) {
 	for _, tc := range []struct {
 		flags []string
 		err   string
