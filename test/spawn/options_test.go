@@ -271,7 +271,7 @@ func TestUsageErrorsExitWith2AndRunTimeFailuresWith1(t *testing.T) {
 		{"bad number", []string{"-n", "-s", sock, "-F", "many", "--", prog}, 2, "-F"},
 		{"missing program", []string{"-n", "-s", sock, "--", filepath.Join(dir, "missing")}, 1, "no such file"},
 		{"unknown user", []string{"-n", "-s", sock, "-u", "no-such-user-here", "--", prog}, 1, "no-such-user-here"},
-		{"socket dir missing", []string{"-n", "-s", filepath.Join(dir, "no", "s.sock"), "--", prog}, 1, "directory"},
+		{"socket dir missing", []string{"-n", "-s", filepath.Join(dir, "no", "such", "s.sock"), "--", prog}, 1, "directory"},
 		{"detached, program missing", []string{"-s", sock, "--", filepath.Join(dir, "missing")}, 1, "no such file"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
