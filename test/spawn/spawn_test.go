@@ -3,6 +3,7 @@
 package spawn
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -175,9 +176,9 @@ func TestKilledChildIsRestartedAndTheRestartLogged(t *testing.T) {
 		{"restarting child", "slot=0", "delay="},
 		{"child started", "pid=" + strconv.Itoa(now)},
 	} {
-		if s.logLine(want...) == "" {
-			t.Errorf("no log line with %q", want)
-		}
+		// The new child may answer before its supervisor has written
+		// the line: wait for it.
+		waitFor(t, 5*time.Second, fmt.Sprintf("a log line with %q", want), func() bool { return s.logLine(want...) != "" })
 	}
 	if kids := s.children(t); !slices.Equal(kids, []int{now}) {
 		t.Errorf("children %v, want only the new one %d", kids, now)
