@@ -138,7 +138,8 @@ type Bed struct {
 	bridgeDir string
 	nginxDir  string
 	fwDone    chan struct{}
-	warm      *warmBed // the warm-mode part, nil without it
+	warm      *warmBed   // the warm-mode part, nil without it
+	zygote    *zygoteBed // the zygote part, nil without it
 }
 
 // BedConfig chooses how the bed is built.
@@ -150,6 +151,9 @@ type BedConfig struct {
 	// Warm, when set, adds the warm-mode part: FastCGI pools, spawn-fcgi's
 	// children and the memory bridge (see warm_bed.go).
 	Warm *WarmPlan
+	// Zygote, when set, adds the zygote part: the scripts served by a --warm
+	// bridge, and the memory measurement's (see zygote.go).
+	Zygote *ZygotePlan
 }
 
 // missingTool is the advice when a tool the benchmark needs is absent: the smoke
@@ -234,6 +238,11 @@ func SetUp(cfg BedConfig) (bed *Bed, err error) {
 			return nil, err
 		}
 	}
+	if cfg.Zygote != nil {
+		if err := b.startZygote(*cfg.Zygote, bin, cfg.BridgeEnv); err != nil {
+			return nil, err
+		}
+	}
 
 	nginxBin, err := harness.NginxBinary()
 	if err != nil {
@@ -273,6 +282,9 @@ func (b *Bed) serverBlock() string {
 		s.WriteString(harness.FastCGIParams())
 		s.WriteString("fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;\n")
 		s.WriteString("}\n")
+	}
+	if b.zygote != nil {
+		s.WriteString(b.zygoteLocations()) // before the warm part, which closes the server block
 	}
 	if b.warm != nil {
 		s.WriteString(b.warmLocations())
@@ -414,6 +426,7 @@ func (b *Bed) Close() error {
 		_ = os.RemoveAll(filepath.Dir(b.FWSocket))
 	}
 	errs = append(errs, b.closeWarm()...)
+	errs = append(errs, b.closeZygote()...)
 	if b.Bridge != nil {
 		if err := b.Bridge.Stop(); err != nil {
 			errs = append(errs, fmt.Errorf("cgibridge did not exit cleanly: %w\n%s", err, b.Bridge.Logs.String()))

@@ -460,3 +460,136 @@ func TestWarmRowsPairSidesAndPoolSizes(t *testing.T) {
 		t.Errorf("exec rows: %+v", ex)
 	}
 }
+
+// zygoteSmokeRequests is how many checked requests each zygote smoke run gets.
+const zygoteSmokeRequests = 20
+
+// TestSmokeZygote runs a tiny zygote section: the Python hello at concurrency 1
+// on the --warm bridge and in exec mode, and the memory of two warm helpers. It
+// checks that the warm side was served warm by the bridge's own count, that
+// the ratio and the CPU times were computed, and that the report shows them.
+func TestSmokeZygote(t *testing.T) {
+	zp := &ZygotePlan{
+		Programs: []string{"py-hello"}, Concurrency: []int{1}, Repeats: 1,
+		Duration: 20 * time.Second, MaxRequests: zygoteSmokeRequests,
+		MemScripts: 2, MemPrograms: []string{"py-hello", "perl-tiny"},
+	}
+	bed, err := SetUp(BedConfig{Procs: 4, Zygote: zp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := bed.Close(); err != nil {
+			t.Error(err)
+		}
+		if t.Failed() {
+			t.Logf("zygote cgibridge output:\n%s\nnginx error.log:\n%s", bed.zygote.Warm.Logs.String(), bed.Nginx.ErrorLog())
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	defer cancel()
+	pl := Plan{Procs: 4, Warmup: 100 * time.Millisecond, Zygote: zp}
+	if testing.Verbose() {
+		pl.Log = os.Stderr
+	}
+	res, err := pl.Execute(ctx, bed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z := res.Zygote
+	if z == nil || len(z.Scripts) != 1 || z.Scripts[0].Decision != sideWarm {
+		t.Fatalf("py-hello not decided warm: %+v", z)
+	}
+	if len(z.Runs) != 2 {
+		t.Fatalf("%d zygote runs, want a warm and an exec one", len(z.Runs))
+	}
+	for _, r := range z.Runs {
+		if r.Errors > 0 || r.Requests != zygoteSmokeRequests {
+			t.Errorf("%s: %d requests, %d failed (first: %s), want %d without failures", r.Backend, r.Requests, r.Errors, r.FirstError, zygoteSmokeRequests)
+		}
+		if r.CPU.Bridge <= 0 || r.CPU.Programs <= 0 || r.CPU.Nginx <= 0 {
+			t.Errorf("%s: CPU per request not measured: %+v", r.Backend, r.CPU)
+		}
+		switch r.Backend {
+		case sideWarm:
+			// The bridge's status page accounts for every request, and
+			// (spares kept ready, one request at a time) serves them warm.
+			if r.Warm+r.Cold != uint64(r.Requests) || r.Warm*10 < uint64(r.Requests)*9 {
+				t.Errorf("warm run: %d requests, the bridge counts %d warm and %d cold (%v)", r.Requests, r.Warm, r.Cold, r.ColdReasons)
+			}
+		case sideExec:
+			if r.Warm != 0 || r.Cold != 0 {
+				t.Errorf("exec run has warm counts: %+v", r)
+			}
+		}
+	}
+	rows := ZygoteRows(z)
+	if len(rows) != 1 || rows[0].Pairs != 1 || rows[0].RateRatio <= 0 || rows[0].Decision != sideWarm {
+		t.Fatalf("zygote rows: %+v", rows)
+	}
+	t.Logf("py-hello c=1: warm/exec throughput %.1f× (target ≥ 5× on an idle machine), server CPU µs/req exec %.0f warm %.0f",
+		rows[0].RateRatio, rows[0].ExecCPU.Server(), rows[0].WarmCPU.Server())
+	m := z.Memory
+	if m == nil || len(m.Helpers) != 2 || m.Short != "" || m.BridgeKiB <= 0 || m.HelpersAlive != 2 {
+		t.Fatalf("zygote memory not measured: %+v", m)
+	}
+	for _, h := range m.Helpers {
+		if h.Decision != sideWarm || h.PID <= 0 || h.RSSKiB <= 0 || h.PSSKiB <= 0 || h.Spares != zyExpectSpares || h.SparesPSSKiB <= 0 {
+			t.Errorf("helper of %s (%s): %+v", h.File, h.Program, h)
+		}
+	}
+
+	md := Markdown(res, ".")
+	for _, want := range []string{
+		"## Interpreter zygote (`--warm`)", "### Zygote targets", "| py-hello warm ≥ 5× exec mode |",
+		"| py-hello | 1 |", "### Memory with 2 warm scripts", "| perl-tiny | 1 |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+	data, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Results
+	if err := json.Unmarshal(data, &back); err != nil || back.Zygote == nil || len(back.Zygote.Runs) != 2 || back.Zygote.Runs[0].Warm != z.Runs[0].Warm {
+		t.Errorf("the zygote results do not survive JSON (%v)", err)
+	}
+}
+
+func TestZygoteRowsPairRepeatsAndJudgeTargets(t *testing.T) {
+	run := func(side string, rep int, rate float64, warm, cold uint64) ZygoteRun {
+		return ZygoteRun{Run: Run{Backend: side, Program: "py-hello", Mode: "closed", Concurrency: 8, Repeat: rep, Rate: rate, Requests: 10, Valid: true},
+			Warm: warm, Cold: cold}
+	}
+	z := &Zygote{
+		Scripts: []ZygoteDecision{{Program: "py-hello", Target: 5, Decision: sideWarm}},
+		Runs: []ZygoteRun{
+			run(sideWarm, 0, 600, 10, 0), run(sideExec, 0, 100, 0, 0),
+			run(sideExec, 1, 100, 0, 0), run(sideWarm, 1, 400, 10, 0),
+			run(sideWarm, 2, 550, 10, 0), run(sideExec, 2, 100, 0, 0),
+		},
+	}
+	rows := ZygoteRows(z)
+	if len(rows) != 1 {
+		t.Fatalf("%d rows, want 1", len(rows))
+	}
+	r := rows[0]
+	if r.Pairs != 3 || r.RateRatio != 5.5 || r.RLo != 4 || r.RHi != 6 || r.Warm != 30 || !r.met() || r.verdict() != "met (≥ 5×)" {
+		t.Errorf("row %+v, verdict %q: want 5.5× (4–6) over 3 pairs, met", r, r.verdict())
+	}
+	// Requests served cold do not count towards the target, whatever the ratio.
+	z.Runs[0].Cold = 5
+	if r := ZygoteRows(z)[0]; r.met() || !strings.Contains(r.verdict(), "served cold") {
+		t.Errorf("a row with cold requests counts as met: %q", r.verdict())
+	}
+	// A script the bridge would not warm is reported as cold, with its reason.
+	z.Scripts[0].Decision, z.Scripts[0].Reason = "cold", "the script uses threads"
+	if r := ZygoteRows(z)[0]; r.met() || r.verdict() != "cold: the script uses threads" {
+		t.Errorf("cold script: %q", r.verdict())
+	}
+	if md := ZygoteMarkdown(z); !strings.Contains(md, "| py-hello warm ≥ 5× exec mode | c=8: 5.5× | **cold**: the script uses threads |") {
+		t.Errorf("targets table of a cold script:\n%s", md)
+	}
+}

@@ -43,6 +43,11 @@ This page is written by the benchmark command; edit ` + "`test/bench/docs.go`" +
   against nginx talking straight to the same program under ` + "`spawn-fcgi -F N`" + `, and against
   the exec-mode cgibridge; CPU time per request of cgibridge, nginx and the programs; the
   bridge's resident set holding four pools of eight idle children.
+- **Interpreter zygote** (its own section after warm mode): Python and Perl CGI scripts under
+  ` + "`cgibridge serve --warm '*.cgi'`" + ` (a preloading helper per script, a fork per request)
+  against the same files through the exec-mode cgibridge, at concurrency 1 and 8; whether each
+  request was served warm is read from the bridge's status page; the RSS and PSS of sixteen
+  warm scripts' helpers and their spares, and of the bridge.
 
 ## Reproduce
 
@@ -52,6 +57,7 @@ module root:
     go run ./test/bench              # full run, about 12 minutes on 2 cores (4 of them warm mode)
     go run ./test/bench -quick       # the machinery only, numbers not meaningful
     go run ./test/bench -warm=false  # without the warm-mode section
+    go run ./test/bench -zygote=false  # without the interpreter-zygote section
     go test ./test/bench/            # smoke test: a few hundred checked requests per program
 
 Raw results: ` + "`test/bench/results/results.json`" + `; plots: ` + "`test/bench/results/*.svg`" + `.

@@ -53,6 +53,7 @@ type Results struct {
 	Overhead *Overhead `json:"overhead,omitempty"`
 	Memory   *Memory   `json:"memory,omitempty"`
 	Warm     *Warm     `json:"warm,omitempty"`
+	Zygote   *Zygote   `json:"zygote,omitempty"`
 }
 
 // Targets of DESIGN.md ("Performance targets").
@@ -313,6 +314,9 @@ func Markdown(res *Results, plotDir string) string {
 	}
 	if res.Warm != nil {
 		b.WriteString(WarmMarkdown(res.Warm))
+	}
+	if res.Zygote != nil {
+		b.WriteString(ZygoteMarkdown(res.Zygote))
 	}
 	return b.String()
 }

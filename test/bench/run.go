@@ -26,8 +26,9 @@ type Plan struct {
 	OverheadN      int
 	UploadBytes    int64
 	UploadRepeats  int
-	Warm           *WarmPlan // the warm section, nil: not measured (the bed needs its warm part)
-	Log            io.Writer // progress lines
+	Warm           *WarmPlan   // the warm section, nil: not measured (the bed needs its warm part)
+	Zygote         *ZygotePlan // the zygote section, nil: not measured (the bed needs its zygote part)
+	Log            io.Writer   // progress lines
 }
 
 // pick returns the programs named, in table order.
@@ -162,6 +163,11 @@ func (pl Plan) Execute(ctx context.Context, bed *Bed) (*Results, error) {
 	if pl.Warm != nil {
 		if res.Warm, err = pl.executeWarm(ctx, bed, logf); err != nil {
 			return nil, fmt.Errorf("warm section: %w", err)
+		}
+	}
+	if pl.Zygote != nil {
+		if res.Zygote, err = pl.executeZygote(ctx, bed, logf); err != nil {
+			return nil, fmt.Errorf("zygote section: %w", err)
 		}
 	}
 	res.Elapsed = time.Since(res.Started).Seconds()
