@@ -305,6 +305,13 @@ func (h *helper) notReady() string {
 	return "helper gone"
 }
 
+// isReady reports whether h takes requests.
+func (h *helper) isReady() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.state == ready
+}
+
 func (h *helper) idle() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()

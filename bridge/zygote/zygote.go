@@ -77,11 +77,14 @@ type Runner struct {
 	dir     string
 	seq     uint64
 	helpers map[helperKey]*helper // the current generation of each
-	retired []*helper             // draining
-	gens    map[helperKey]int
-	cold    map[helperKey]*coldMark
-	stats   map[string]*warmStats // by script
-	closing bool
+	// outgoing holds a worn-out helper (--warm-max-requests, --warm-max-age)
+	// that keeps serving while its successor in helpers starts.
+	outgoing map[helperKey]*helper
+	retired  []*helper // draining
+	gens     map[helperKey]int
+	cold     map[helperKey]*coldMark
+	stats    map[string]*warmStats // by script
+	closing  bool
 
 	done chan struct{}
 	wg   sync.WaitGroup
@@ -123,7 +126,7 @@ func New(cfg Config) (*Runner, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Runner{cfg: cfg, log: cfg.Log, watch: w, helpers: map[helperKey]*helper{}, gens: map[helperKey]int{},
+	r := &Runner{cfg: cfg, log: cfg.Log, watch: w, helpers: map[helperKey]*helper{}, outgoing: map[helperKey]*helper{}, gens: map[helperKey]int{},
 		cold: map[helperKey]*coldMark{}, stats: map[string]*warmStats{}, done: make(chan struct{})}
 	r.wg.Add(2)
 	go r.changes()
@@ -221,14 +224,17 @@ func (r *Runner) helperFor(key helperKey, in interp, job *runner.Job) (*helper, 
 		}
 		delete(r.cold, key)
 	}
-	h := r.helpers[key]
+	h, old := r.helpers[key], r.outgoing[key]
 	if h != nil && h.stale() {
 		r.retire(h, "its files changed")
-		h = nil
+		r.retireOutgoing(key, "its files changed")
+		h, old = nil, nil
 	}
-	if h != nil && h.worn(r.cfg.MaxRequests, r.cfg.MaxAge) {
-		r.retire(h, "recycled")
-		h = nil
+	if h != nil && old == nil && h.worn(r.cfg.MaxRequests, r.cfg.MaxAge) {
+		// Recycled without a cold request: the worn helper serves until
+		// its successor is ready.
+		delete(r.helpers, key)
+		r.outgoing[key], old, h = h, h, nil
 	}
 	if h == nil {
 		r.makeRoom()
@@ -240,12 +246,27 @@ func (r *Runner) helperFor(key helperKey, in interp, job *runner.Job) (*helper, 
 			defer r.kids.Done()
 			h.run()
 		}()
+		if old != nil && old.take() {
+			return old, ""
+		}
 		return nil, "helper starting"
 	}
-	if !h.take() {
-		return nil, h.notReady()
+	if h.take() {
+		r.retireOutgoing(key, "recycled")
+		return h, ""
 	}
-	return h, ""
+	if old != nil && old.take() {
+		return old, ""
+	}
+	return nil, h.notReady()
+}
+
+// retireOutgoing retires key's worn helper, if it has one. Called with r.mu.
+func (r *Runner) retireOutgoing(key helperKey, why string) {
+	if old := r.outgoing[key]; old != nil {
+		delete(r.outgoing, key)
+		r.retire(old, why)
+	}
 }
 
 // makeRoom stops the least recently used idle helper when MaxHelpers are
@@ -285,6 +306,7 @@ func (r *Runner) markCold(h *helper, reason string) {
 	if r.helpers[h.key] == h {
 		delete(r.helpers, h.key)
 	}
+	r.retireOutgoing(h.key, "its successor cannot warm the script")
 }
 
 // gone forgets a helper that has exited.
@@ -293,6 +315,9 @@ func (r *Runner) gone(h *helper) {
 	defer r.mu.Unlock()
 	if r.helpers[h.key] == h {
 		delete(r.helpers, h.key)
+	}
+	if r.outgoing[h.key] == h {
+		delete(r.outgoing, h.key)
 	}
 	r.retired = slices.DeleteFunc(r.retired, func(x *helper) bool { return x == h })
 }
@@ -312,6 +337,11 @@ func (r *Runner) changes() {
 			for _, h := range r.helpers {
 				if h.uses(files) {
 					r.retire(h, "a preloaded file changed")
+				}
+			}
+			for k, h := range r.outgoing {
+				if h.uses(files) {
+					r.retireOutgoing(k, "a preloaded file changed")
 				}
 			}
 			for k := range r.cold {
@@ -340,6 +370,13 @@ func (r *Runner) reaper() {
 			return
 		case <-t.C:
 			r.mu.Lock()
+			for k := range r.outgoing {
+				// A worn helper whose successor is ready (or gone) and
+				// that no request has come to take over from.
+				if nh := r.helpers[k]; nh == nil || nh.isReady() {
+					r.retireOutgoing(k, "recycled")
+				}
+			}
 			for _, h := range r.helpers {
 				switch {
 				case r.cfg.Idle > 0 && h.idle() && time.Since(h.lastUsed()) > r.cfg.Idle:
@@ -360,6 +397,9 @@ func (r *Runner) Reload() {
 	for _, h := range r.helpers {
 		r.retire(h, "reload")
 	}
+	for k := range r.outgoing {
+		r.retireOutgoing(k, "reload")
+	}
 	clear(r.cold)
 }
 
@@ -373,6 +413,9 @@ func (r *Runner) Close(ctx context.Context) error {
 	r.closing = true
 	for _, h := range r.helpers {
 		r.retire(h, "shutdown")
+	}
+	for k := range r.outgoing {
+		r.retireOutgoing(k, "shutdown")
 	}
 	all := slices.Clone(r.retired)
 	r.mu.Unlock()
@@ -436,6 +479,9 @@ func (r *Runner) Status() []status.Warm {
 	for _, h := range r.helpers {
 		u := unit(h.key.script)
 		h.describe(u, false)
+	}
+	for _, h := range r.outgoing {
+		h.describe(unit(h.key.script), false)
 	}
 	for _, h := range r.retired {
 		h.describe(unit(h.key.script), true)
