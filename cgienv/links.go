@@ -11,6 +11,7 @@ package cgienv
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 )
 
@@ -31,14 +32,16 @@ func packagedLink(link, target string) bool {
 		if fi.Mode()&os.ModeSymlink == 0 {
 			// The end of the chain: the file itself, which must be what the
 			// walk resolved, and the directories above it.
-			return cur == target && rootOnlyDirs(filepath.Dir(cur))
+			real, err := filepath.EvalSymlinks(cur)
+			return err == nil && real == target && rootOnlyDirs(filepath.Dir(real)) &&
+				(hop == 0 || rootOnlyPath(filepath.Dir(cur)))
 		}
 		// The root's own directories are the operator's choice; anyone
 		// who may write there could replace root's link only with one of
 		// their own, which fails the owner check. Past the root, a link
 		// counts only where root alone could have put it.
 		dir, err := filepath.EvalSymlinks(filepath.Dir(cur))
-		if err != nil || hop > 0 && !rootOnlyDirs(dir) {
+		if err != nil || hop > 0 && !(rootOnlyDirs(dir) && rootOnlyPath(filepath.Dir(cur))) {
 			return false
 		}
 		to, err := os.Readlink(cur)
@@ -77,4 +80,23 @@ func rootOnlyDirs(dir string) bool {
 		}
 		dir = parent
 	}
+}
+
+// rootOnlyPath: every component of the lexical path dir is rootOnly — a
+// directory, or a symlink owned by root (whose own directory is an earlier
+// component). A link on the way that another user owns would let that
+// user choose where the path leads, whatever the resolved directories are.
+func rootOnlyPath(dir string) bool {
+	p := "/"
+	for _, elem := range strings.Split(strings.TrimPrefix(filepath.Clean(dir), "/"), "/") {
+		if elem == "" {
+			continue
+		}
+		p = filepath.Join(p, elem)
+		fi, err := os.Lstat(p)
+		if err != nil || !rootOnly(fi) {
+			return false
+		}
+	}
+	return true
 }

@@ -230,7 +230,9 @@ func (v *compiled) walk(raw string) (walked, error) {
 			if !v.contains(cur) && !(v.packagedLinks && packagedLink(p, cur)) {
 				e := forbidden("symlink leads outside root", p)
 				e.Detail = "it leads to " + cur + "; allow that program with --allow " + cur
-				if !v.packagedLinks {
+				if fi.Mode().Perm()&0o111 == 0 && !v.hasInterpreter(cur) {
+					e.Detail = "it leads to " + cur + ", which is not a program"
+				} else if !v.packagedLinks {
 					e.Detail += ", or links installed by packages with --allow-packaged-links"
 				} else {
 					e.Detail += "; --allow-packaged-links does not cover it: the link, the file or a directory above it is not root's alone"
@@ -260,7 +262,7 @@ func statError(err error, p string) *Error {
 		return notFound("no such script", p)
 	case errors.Is(err, syscall.EACCES):
 		e := notFound("no such script", p)
-		e.Detail = "cannot stat: permission denied: a directory above it is not searchable by the programs' user, so whether it exists is unknown"
+		e.Detail = "cannot stat: permission denied: a directory above it is not searchable by the user the bridge runs as, so whether it exists is unknown"
 		return e
 	default:
 		return forbidden("cannot stat: "+errnoText(err), p)
@@ -294,6 +296,12 @@ func (v *compiled) chooseArgv(s *Script, mode fs.FileMode) error {
 		return forbidden("not executable and no interpreter for extension", s.Filename)
 	}
 	return nil
+}
+
+// hasInterpreter reports whether p's extension maps to an interpreter.
+func (v *compiled) hasInterpreter(p string) bool {
+	_, ok := v.interps[strings.ToLower(filepath.Ext(p))]
+	return ok
 }
 
 // hasShebang reports whether the file starts with "#!". It opens non-blocking so

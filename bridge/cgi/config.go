@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/cgibridge/cgibridge/bridge/cgiresp"
@@ -57,6 +58,11 @@ type Config struct {
 	MinUID    uint32
 	// AllowRoot permits running programs as root.
 	AllowRoot bool
+
+	// searchPath is the PATH interpreters named without a path are looked
+	// up in: the programs' own (--pass-env, --set-env or the default),
+	// never one a request's params bring. Set by Validate.
+	searchPath string
 }
 
 // Validate checks the configuration and fills in defaults.
@@ -72,6 +78,15 @@ func (c *Config) Validate() error {
 	}
 	if !c.AllowRoot && !c.OwnerMode && os.Geteuid() == 0 && (c.Identity == nil || c.Identity.UID == 0) {
 		return errors.New("refusing to run programs as root: pass --user NAME (or --owner-mode), or --allow-root if you really mean it")
+	}
+	base, err := cgienv.BaseEnviron(&c.Env, os.Environ())
+	if err != nil {
+		return err
+	}
+	for _, kv := range base {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			c.searchPath = v
+		}
 	}
 	return nil
 }

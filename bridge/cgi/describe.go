@@ -59,7 +59,7 @@ func (h *Handler) Describe(name string) (how, refused string) {
 	if script.Interpreted {
 		interp := script.Argv[0]
 		if !filepath.IsAbs(job.Program) {
-			return "", "needs " + interp + ", which is not installed (not in the programs' PATH)"
+			return "", "needs " + filepath.Base(interp) + ", which is not installed (not in the programs' PATH: --pass-env PATH, or --interpreter with a full path)"
 		}
 		return runner + ", through " + strings.Join(script.Argv[:len(script.Argv)-1], " ") + " (by its extension)", ""
 	}
@@ -72,13 +72,25 @@ func (h *Handler) Describe(name string) (how, refused string) {
 		if len(fields) == 0 {
 			return "", "its #! line names no interpreter"
 		}
+		// Named by base name only: a #! line may hold a path of the
+		// machine's (a virtualenv in a home directory).
+		interp := filepath.Base(fields[0])
 		if _, err := os.Stat(fields[0]); err != nil {
-			return "", "needs " + fields[0] + " (named on its #! line), which is not installed"
+			return "", "needs " + interp + " (named on its #! line), which is not installed"
 		}
-		if filepath.Base(fields[0]) == "env" && len(fields) > 1 && !filepath.IsAbs(h.lookPath(fields[1], env)) {
-			return "", "needs " + fields[1] + " (named on its #! line), which is not installed"
+		if interp == "env" {
+			for _, f := range fields[1:] {
+				if strings.HasPrefix(f, "-") || strings.Contains(f, "=") {
+					continue // env's options and assignments
+				}
+				if !filepath.IsAbs(h.lookPath(f, cfg)) {
+					return "", "needs " + filepath.Base(f) + " (named on its #! line), which is not in the programs' PATH (--pass-env PATH, or --interpreter)"
+				}
+				interp = filepath.Base(f)
+				break
+			}
 		}
-		return runner + ", " + line, ""
+		return runner + ", by its #! line (" + interp + ")", ""
 	}
 	return "", "executable but neither a compiled program nor a script with a #! line: it cannot start"
 }

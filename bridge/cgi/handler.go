@@ -19,6 +19,7 @@ import (
 	"github.com/cgibridge/cgibridge/bridge/status"
 	"github.com/cgibridge/cgibridge/cgienv"
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
 )
 
 // Handler serves FastCGI requests by running CGI programs through a
@@ -169,7 +170,7 @@ func (h *Handler) job(cfg *Config, script *cgienv.Script, env []string, id *sand
 	}
 	if script.Interpreted {
 		job.Argv = append(append(make([]string, 0, len(script.Argv)), script.Argv[:len(script.Argv)-1]...), script.Path)
-		job.Program = h.lookPath(script.Argv[0], env)
+		job.Program = h.lookPath(script.Argv[0], cfg)
 	} else {
 		job.Argv = script.Argv
 		job.Program = script.Path
@@ -177,31 +178,26 @@ func (h *Handler) job(cfg *Config, script *cgienv.Script, env []string, id *sand
 	return job
 }
 
-// lookPath finds an interpreter named without a path in the PATH the
-// program gets (env), as the program itself would with execvp — not in the
-// bridge's own PATH. It runs after any privilege drop, so a directory the
-// programs' user cannot enter is skipped. Results are cached.
-func (h *Handler) lookPath(name string, env []string) string {
+// lookPath finds an interpreter named without a path in the programs' PATH
+// (cfg.searchPath: --pass-env PATH, --set-env PATH or the default), as
+// execvp would for them — not in the bridge's own PATH, and not in one the
+// request's params bring. It runs after any privilege drop, so access(2)
+// answers for the programs' user. Results are cached per PATH and name;
+// both come from the configuration, so the cache stays small.
+func (h *Handler) lookPath(name string, cfg *Config) string {
 	if strings.Contains(name, "/") {
 		return name
 	}
-	dirs := ""
-	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
-			dirs = v
-			break
-		}
-	}
-	key := dirs + "\x00" + name
+	key := cfg.searchPath + "\x00" + name
 	if p, ok := h.paths.Load(key); ok {
 		return p.(string)
 	}
-	for _, dir := range filepath.SplitList(dirs) {
+	for _, dir := range filepath.SplitList(cfg.searchPath) {
 		if dir == "" || !filepath.IsAbs(dir) {
 			continue // "." or a relative entry would depend on the script's directory
 		}
 		p := filepath.Join(dir, name)
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && unix.Access(p, unix.X_OK) == nil {
 			h.paths.Store(key, p)
 			return p
 		}

@@ -419,15 +419,16 @@ func (d *Daemon) reload(load func() (*Options, error)) {
 		d.log.Error("reload failed; keeping the running configuration", "error", fmt.Sprintf("--max-procs %d: must be at least 1", next.Exec.MaxProcs))
 		return
 	}
-	if d.opts.DropTo != nil && (!sameIdentity(next.CGI.Identity, d.opts.CGI.Identity) || next.CGI.OwnerMode != d.opts.CGI.OwnerMode) {
+	err = d.dev.apply(next)
+	if err == nil && d.opts.DropTo != nil && (!sameIdentity(next.CGI.Identity, d.opts.CGI.Identity) || next.CGI.OwnerMode != d.opts.CGI.OwnerMode) {
 		// The bridge gave up root: it can no longer start programs as
 		// anyone else, nor as their owners.
 		d.log.Warn("option changed; it takes effect only after a restart (the bridge has dropped root)", "option", "--user/--group/--owner-mode")
 		next.CGI.Identity, next.CGI.OwnerMode, next.DropTo = d.opts.CGI.Identity, d.opts.CGI.OwnerMode, d.opts.DropTo
+		err = next.CGI.Validate()
 	}
-	err = d.dev.apply(next)
 	if err == nil {
-		err = checkReach(next)
+		err = checkReach(next, d.log)
 	}
 	if err != nil {
 		d.log.Error("reload failed; keeping the running configuration", "error", err)

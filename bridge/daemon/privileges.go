@@ -77,6 +77,8 @@ func Decide(p Privileges, euid int, lo *listen.Options, log hclog.Logger) (*Deci
 	// still needs it: to run programs as their owners, or to make cgroups.
 	if d.Identity != nil && euid == 0 && !p.OwnerMode && p.Cgroup == "" {
 		d.DropTo = d.Identity
+		lo.DirOwner = strconv.FormatUint(uint64(d.Identity.UID), 10)
+		lo.DirGroup = strconv.FormatUint(uint64(d.Identity.GID), 10)
 		if lo.SocketOwner == "" {
 			lo.SocketOwner = strconv.FormatUint(uint64(d.Identity.UID), 10)
 		}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/cgibridge/cgibridge/bridge/devfront"
 	"github.com/cgibridge/cgibridge/bridge/sandbox"
+	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 )
 
@@ -27,13 +28,15 @@ import (
 // root and the --allow'ed paths; the bridge after its drop (self) the temp
 // dir, and the root too, since it walks the path to each program.
 func needs(opts *Options) (progs, self []sandbox.Need) {
+	// Search is what reaching a program takes; reading a directory is only
+	// for the --http index page, which the bridge lists itself.
 	if opts.CGI.Env.Root != "" {
-		progs = append(progs, sandbox.Need{Path: opts.CGI.Env.Root, Mode: unix.R_OK | unix.X_OK, What: "--root"})
+		progs = append(progs, sandbox.Need{Path: opts.CGI.Env.Root, Mode: unix.X_OK, What: "--root"})
 	}
 	for _, a := range opts.CGI.Env.Allow {
 		mode := uint32(unix.R_OK)
 		if fi, err := os.Stat(a); err == nil && fi.IsDir() {
-			mode |= unix.X_OK
+			mode = unix.X_OK
 		}
 		progs = append(progs, sandbox.Need{Path: a, Mode: mode, What: "--allow"})
 	}
@@ -43,14 +46,18 @@ func needs(opts *Options) (progs, self []sandbox.Need) {
 	}
 	self = append(self, sandbox.Need{Path: tmp, Mode: unix.R_OK | unix.W_OK | unix.X_OK, What: "--temp-dir"})
 	if opts.CGI.Env.Root != "" {
-		self = append(self, sandbox.Need{Path: opts.CGI.Env.Root, Mode: unix.X_OK, What: "--root"})
+		mode := uint32(unix.X_OK)
+		if opts.HTTP != "" {
+			mode |= unix.R_OK
+		}
+		self = append(self, sandbox.Need{Path: opts.CGI.Env.Root, Mode: mode, What: "--root"})
 	}
 	return progs, self
 }
 
 // checkReach runs the check. A root bridge checks as the users it will
 // become; any bridge checks the temp dir as itself.
-func checkReach(opts *Options) error {
+func checkReach(opts *Options, log hclog.Logger) error {
 	progs, self := needs(opts)
 	if opts.CGI.OwnerMode || os.Geteuid() != 0 {
 		// Each program runs as its owner (checked per request), or
@@ -58,6 +65,10 @@ func checkReach(opts *Options) error {
 		progs = nil
 	}
 	if err := sandbox.CheckAccess(opts.CGI.Identity, progs); err != nil {
+		if errors.Is(err, sandbox.ErrCheckFailed) {
+			log.Warn("the start-up access check could not run; going on without it", "error", err)
+			return nil
+		}
 		return withFix(err, opts)
 	}
 	selfID := opts.DropTo
@@ -65,6 +76,10 @@ func checkReach(opts *Options) error {
 		selfID = nil // after the drop (a reload), the bridge is that user
 	}
 	if err := sandbox.CheckAccess(selfID, self); err != nil {
+		if errors.Is(err, sandbox.ErrCheckFailed) {
+			log.Warn("the start-up access check could not run; going on without it", "error", err)
+			return nil
+		}
 		return withFix(err, opts)
 	}
 	return nil
@@ -133,7 +148,7 @@ type devChoice struct {
 // is applied to opts (a reload applies it again with devChoice.apply); the
 // caller owns a new mirror.
 func (d *Daemon) reach(opts *Options) (*devChoice, error) {
-	err := checkReach(opts)
+	err := checkReach(opts, d.log)
 	var ae *sandbox.AccessError
 	if err == nil || !errors.As(err, &ae) || ae.Need.What != "--root" ||
 		opts.HTTP == "" || len(opts.Listen) > 0 || !opts.DefaultIdentity || ae.Missing == "exist" {
@@ -144,13 +159,18 @@ func (d *Daemon) reach(opts *Options) (*devChoice, error) {
 		id, lerr := sandbox.LookupIdentity(owner, "")
 		if lerr == nil {
 			c := &devChoice{id: id}
-			if c.apply(opts) == nil && checkReach(opts) == nil {
+			if c.apply(opts) == nil && checkReach(opts, d.log) == nil {
 				d.log.Info("--http started as root: user nobody cannot reach --root, so the programs run as its owner", "user", id.String(), "blocked", ae.Blocked)
 				return c, nil
 			}
 		}
 	}
-	m, merr := devfront.NewMirror(root, d.log.Named("copy"))
+	if opts.PublicEndpoints {
+		// The copy needs the bridge to keep root: not while it serves
+		// beyond loopback.
+		return nil, fmt.Errorf("%w (with --public-endpoints the --http front end does not serve a copy: pass --user)", err)
+	}
+	m, merr := devfront.NewMirror(root, int(opts.CGI.Identity.GID), d.log.Named("copy"))
 	if merr != nil {
 		return nil, fmt.Errorf("%w (and a copy for --http failed: %v)", err, merr)
 	}
@@ -159,7 +179,7 @@ func (d *Daemon) reach(opts *Options) (*devChoice, error) {
 		m.Close()
 		return nil, err
 	}
-	if err := checkReach(opts); err != nil {
+	if err := checkReach(opts, d.log); err != nil {
 		m.Close()
 		return nil, err
 	}

@@ -1,8 +1,18 @@
 // This file holds the Mirror: a copy of a cgi-bin root, kept in sync with
 // it, for a development bridge started as root from a checkout its
 // programs' user cannot enter (a clone in /root, mode 0700). The programs
-// run from the copy as nobody; the bridge, which keeps root to read the
+// run from the copy as that user; the bridge, which keeps root to read the
 // original, copies every change it sees.
+//
+// Root writes the copy, so the copy must give no one else a handle on
+// those writes: its top directory is root's, mode 0750, group the
+// programs' group (other local users cannot even enter it); nothing in it
+// is writable by group or others, whatever the source's modes; every
+// write goes through an os.Root, so no path in it can lead outside; the
+// source is read with O_NOFOLLOW and O_NONBLOCK, so a link or a fifo
+// swapped in there reads nothing. Links keep their owner (the packaged-
+// links rule looks at it) and their meaning: one that leads out of the
+// source is written as the absolute path it led to.
 
 package devfront
 
@@ -13,12 +23,14 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/cgibridge/cgibridge/watcher"
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
 )
 
 // Bounds of what a mirror copies: a development tree, not a file server.
@@ -29,41 +41,55 @@ const (
 
 // Mirror is a synchronised copy of a directory tree.
 type Mirror struct {
-	src, dir string
-	log      hclog.Logger
-	w        *watcher.Watcher
-	mu       sync.Mutex // one sync at a time
-	done     chan struct{}
+	given string // the source as configured
+	src   string // the same, symlinks resolved
+	dir   string
+	root  *os.Root // the copy; every write goes through it
+	log   hclog.Logger
+	w     *watcher.Watcher
+	mu    sync.Mutex // one sync at a time
+	done  chan struct{}
 }
 
 // NewMirror copies src into a new directory under the system's temporary
-// directory, readable by every user as far as src's own modes allow, and
-// keeps it in sync until Close.
-func NewMirror(src string, log hclog.Logger) (*Mirror, error) {
+// directory that root and the group gid can read, and keeps it in sync
+// until Close.
+func NewMirror(src string, gid int, log hclog.Logger) (*Mirror, error) {
+	real, err := filepath.EvalSymlinks(src)
+	if err != nil {
+		return nil, fmt.Errorf("make a copy of %s: %w", src, err)
+	}
 	dir, err := os.MkdirTemp("", "cgibridge-root-")
 	if err != nil {
 		return nil, fmt.Errorf("make a copy of %s: %w", src, err)
 	}
-	m := &Mirror{src: src, dir: dir, log: log, done: make(chan struct{})}
-	if err := os.Chmod(dir, 0o755); err != nil {
+	m := &Mirror{given: src, src: real, dir: dir, log: log, done: make(chan struct{})}
+	fail := func(err error) (*Mirror, error) {
 		m.Close()
-		return nil, err
+		return nil, fmt.Errorf("make a copy of %s: %w", src, err)
 	}
-	if err := m.Sync(); err != nil {
-		m.Close()
-		return nil, err
+	if err := os.Chown(dir, 0, gid); err != nil {
+		return fail(err)
 	}
+	if err := os.Chmod(dir, 0o750); err != nil {
+		return fail(err)
+	}
+	if m.root, err = os.OpenRoot(dir); err != nil {
+		return fail(err)
+	}
+	// Watched before the first copy, so that no edit in between is missed.
 	w, err := watcher.New(watcher.Options{Log: log.Named("watch"), Debounce: 50 * time.Millisecond})
 	if err != nil {
-		m.Close()
-		return nil, fmt.Errorf("watch %s: %w", src, err)
+		return fail(err)
 	}
-	if err := w.AddTree(src); err != nil {
+	if err := w.AddTree(real); err != nil {
 		w.Close()
-		m.Close()
-		return nil, fmt.Errorf("watch %s: %w", src, err)
+		return fail(err)
 	}
 	m.w = w
+	if err := m.Sync(); err != nil {
+		return fail(err)
+	}
 	go m.follow()
 	return m, nil
 }
@@ -71,17 +97,23 @@ func NewMirror(src string, log hclog.Logger) (*Mirror, error) {
 // Dir is the copy's path.
 func (m *Mirror) Dir() string { return m.dir }
 
-// Source is the directory copied.
-func (m *Mirror) Source() string { return m.src }
+// Source is the directory copied, as it was given.
+func (m *Mirror) Source() string { return m.given }
 
 // Close stops following changes and removes the copy.
 func (m *Mirror) Close() error {
 	if m.w != nil {
 		m.w.Close()
-		<-m.done
+		select {
+		case <-m.done:
+		case <-time.After(5 * time.Second):
+			// A sync stuck on the source (a hung file system): the copy
+			// is removed all the same.
+		}
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	if m.root != nil {
+		m.root.Close()
+	}
 	return os.RemoveAll(m.dir)
 }
 
@@ -97,122 +129,172 @@ func (m *Mirror) follow() {
 }
 
 // Sync makes the copy equal to the source: new and changed files copied
-// (by size, mtime and mode), vanished ones removed, symlinks recreated.
+// (by size, mtime and mode), vanished ones removed, links recreated. An
+// entry that cannot be copied is logged and skipped; only the bounds stop
+// a sync.
 func (m *Mirror) Sync() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	files, bytes := 0, int64(0)
-	seen := map[string]bool{}
+	seen := map[string]bool{".": true}
 	err := filepath.WalkDir(m.src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
-			return err
+			m.log.Warn("not copied", "path", p, "error", err)
+			return nil
 		}
 		rel, err := filepath.Rel(m.src, p)
-		if err != nil {
-			return err
+		if err != nil || rel == "." {
+			return nil
 		}
-		seen[rel] = true
 		if files++; files > mirrorMaxFiles {
 			return fmt.Errorf("more than %d files: too many to copy (pass --user for a user who can read the root instead)", mirrorMaxFiles)
 		}
 		fi, err := os.Lstat(p)
 		if err != nil {
-			return err
+			return nil // gone meanwhile
 		}
-		dst := filepath.Join(m.dir, rel)
+		seen[rel] = true
 		switch {
-		case rel == ".":
-			return nil
 		case fi.IsDir():
-			return syncDir(dst, fi.Mode().Perm())
+			err = m.syncDir(rel, fi)
 		case fi.Mode()&fs.ModeSymlink != 0:
-			return syncLink(p, dst)
+			err = m.syncLink(p, rel, fi)
 		case fi.Mode().IsRegular():
 			if bytes += fi.Size(); bytes > mirrorMaxBytes {
 				return fmt.Errorf("more than %d MiB: too much to copy (pass --user for a user who can read the root instead)", mirrorMaxBytes>>20)
 			}
-			return syncFile(p, dst, fi)
+			err = m.syncFile(p, rel, fi)
+		default:
+			delete(seen, rel) // fifos, sockets, devices: not programs
 		}
-		return nil // fifos, sockets, devices: not programs
-	})
-	if err != nil {
-		return fmt.Errorf("copy %s: %w", m.src, err)
-	}
-	// Remove what the source no longer has, deepest first.
-	var gone []string
-	filepath.WalkDir(m.dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
-			return nil
-		}
-		if rel, _ := filepath.Rel(m.dir, p); !seen[rel] {
-			gone = append(gone, p)
-			if d.IsDir() {
+			m.log.Warn("not copied", "path", p, "error", err)
+			if fi.IsDir() {
 				return filepath.SkipDir
 			}
 		}
 		return nil
 	})
-	for _, p := range gone {
-		os.RemoveAll(p)
+	if err != nil {
+		return fmt.Errorf("copy %s: %w", m.src, err)
+	}
+	// Remove what the source no longer has, deepest first. The copy is
+	// root's alone, so nothing changes under this walk but by root.
+	var gone []string
+	fs.WalkDir(m.root.FS(), ".", func(rel string, d fs.DirEntry, err error) error {
+		if err != nil || rel == "." {
+			return nil
+		}
+		if !seen[filepath.FromSlash(rel)] {
+			gone = append(gone, rel)
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+		}
+		return nil
+	})
+	for _, rel := range gone {
+		m.root.RemoveAll(rel)
 	}
 	return nil
 }
 
-func syncDir(dst string, perm fs.FileMode) error {
-	fi, err := os.Lstat(dst)
-	if err == nil && !fi.IsDir() {
-		os.Remove(dst)
+// copyPerm is the mode a copy gets: the source's, without group or other
+// write (only root writes the copy).
+func copyPerm(fi fs.FileInfo) fs.FileMode { return fi.Mode().Perm() &^ 0o022 }
+
+func (m *Mirror) syncDir(rel string, fi fs.FileInfo) error {
+	if cur, err := m.root.Lstat(rel); err == nil && !cur.IsDir() {
+		m.root.RemoveAll(rel)
 	}
-	if err := os.Mkdir(dst, perm); err != nil && !errors.Is(err, fs.ErrExist) {
+	if err := m.root.Mkdir(rel, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
 	}
-	return os.Chmod(dst, perm)
+	return m.root.Chmod(rel, copyPerm(fi))
 }
 
-func syncLink(src, dst string) error {
-	target, err := os.Readlink(src)
+// syncLink recreates the link at p as rel, with its meaning and its owner:
+// a target inside the source stays as it is (the copy has the same
+// shape), a relative one leading out of it becomes the absolute path it
+// led to, an absolute one into the source points into the copy.
+func (m *Mirror) syncLink(p, rel string, fi fs.FileInfo) error {
+	target, err := os.Readlink(p)
 	if err != nil {
 		return err
 	}
-	if cur, err := os.Readlink(dst); err == nil && cur == target {
-		return nil
+	abs := target
+	if !filepath.IsAbs(abs) {
+		abs = filepath.Join(filepath.Dir(p), target)
 	}
-	os.RemoveAll(dst)
-	return os.Symlink(target, dst)
+	switch {
+	case within(abs, m.src) && filepath.IsAbs(target):
+		target = filepath.Join(m.dir, strings.TrimPrefix(abs, m.src))
+	case !within(abs, m.src):
+		target = abs
+	}
+	if cur, err := m.root.Readlink(rel); err != nil || cur != target {
+		m.root.RemoveAll(rel)
+		if err := m.root.Symlink(target, rel); err != nil {
+			return err
+		}
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	return m.root.Lchown(rel, int(st.Uid), int(st.Gid))
 }
 
-// syncFile copies src over dst unless dst already has its size, mtime and
-// mode. The copy is written beside dst and renamed over it, so a program
-// starting meanwhile sees the old file or the new one, never half of one.
-func syncFile(src, dst string, fi fs.FileInfo) error {
-	if cur, err := os.Lstat(dst); err == nil && cur.Mode().IsRegular() && cur.Mode().Perm() == fi.Mode().Perm() && cur.Size() == fi.Size() && cur.ModTime().Equal(fi.ModTime()) {
+// syncFile copies the file at p over rel unless rel already has its size,
+// mtime and mode. The copy is written beside rel and renamed over it, so a
+// program starting meanwhile sees the old file or the new one.
+func (m *Mirror) syncFile(p, rel string, fi fs.FileInfo) error {
+	perm := copyPerm(fi)
+	if cur, err := m.root.Lstat(rel); err == nil && cur.Mode().IsRegular() && cur.Mode().Perm() == perm &&
+		cur.Size() == fi.Size() && cur.ModTime().Equal(fi.ModTime()) {
 		return nil
 	}
-	in, err := os.Open(src)
+	// Not a link or a fifo swapped in since the Lstat: read only the
+	// regular file that is there.
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
+	in := os.NewFile(uintptr(fd), p)
 	defer in.Close()
-	tmp := dst + ".cgibridge-copy"
-	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o600)
+	st, err := in.Stat()
 	if err != nil {
 		return err
 	}
-	_, err = io.Copy(out, in)
+	if !st.Mode().IsRegular() {
+		return errors.New("not a regular file")
+	}
+	tmp := rel + ".cgibridge-copy"
+	m.root.Remove(tmp) // a leftover of a sync cut short
+	out, err := m.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = io.CopyN(out, in, st.Size())
+	if errors.Is(err, io.EOF) {
+		err = nil // shrunk meanwhile: the next sync sees it
+	}
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Chmod(tmp, fi.Mode().Perm())
+		err = m.root.Chmod(tmp, perm)
 	}
 	if err == nil {
-		err = os.Chtimes(tmp, fi.ModTime(), fi.ModTime())
+		err = m.root.Chtimes(tmp, st.ModTime(), st.ModTime())
 	}
 	if err == nil {
-		err = os.Rename(tmp, dst)
+		err = m.root.Rename(tmp, rel)
 	}
 	if err != nil {
-		os.Remove(tmp)
+		m.root.Remove(tmp)
 	}
 	return err
+}
+
+// within reports whether p is dir or below it.
+func within(p, dir string) bool {
+	return p == dir || strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/")
 }

@@ -26,6 +26,10 @@ type Options struct {
 	SocketGroup string
 	// AllowFrom lists the web-server addresses allowed to connect over non-loopback TCP.
 	AllowFrom []netip.Prefix
+	// DirOwner and DirGroup own a socket directory the bridge makes
+	// because it is missing: the user the bridge drops to, so that it can
+	// remove its socket at exit. "" falls back to SocketOwner/SocketGroup.
+	DirOwner, DirGroup string
 }
 
 // DefaultSocketMode is the unix socket permission used when Options.SocketMode is 0:

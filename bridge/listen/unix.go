@@ -74,8 +74,15 @@ func openUnix(spec, path string, o Options, log hclog.Logger) (*Listener, error)
 		if err := os.Mkdir(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("listen %s: directory %s for the socket does not exist and cannot be made (%v): create it, or with systemd set RuntimeDirectory=", spec, dir, errnoOf(err))
 		}
-		if uid != -1 || gid != -1 {
-			if err := os.Lchown(dir, uid, gid); err != nil {
+		duid, dgid := uid, gid
+		if o.DirOwner != "" || o.DirGroup != "" {
+			if duid, dgid, err = resolveOwner(o.DirOwner, o.DirGroup); err != nil {
+				os.Remove(dir)
+				return nil, fmt.Errorf("listen %s: %w", spec, err)
+			}
+		}
+		if duid != -1 || dgid != -1 {
+			if err := os.Lchown(dir, duid, dgid); err != nil {
 				os.Remove(dir)
 				return nil, fmt.Errorf("listen %s: set the owner of the socket's directory %s: %w", spec, dir, err)
 			}

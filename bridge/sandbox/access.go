@@ -10,6 +10,7 @@ package sandbox
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -36,15 +38,29 @@ type AccessError struct {
 	User    *Identity
 	Blocked string // the path where the walk stopped: Need.Path or a directory above it
 	Missing string // what was refused there: "search", "read", "write"; or "exist"
+	// Resolved is Need.Path with its symlinks resolved: the path walked.
+	Resolved string
 }
+
+// ErrCheckFailed wraps a failure to run the check at all (no /bin/sh, a
+// hung file system): the caller may go on without it.
+var ErrCheckFailed = errors.New("cannot check access")
+
+// checkTimeout bounds the check: a hung network file system must not
+// hang the start.
+const checkTimeout = 10 * time.Second
 
 func (e *AccessError) Error() string {
 	who := e.User.Name
 	if e.Missing == "exist" {
 		return fmt.Sprintf("%s %s: %s does not exist", e.Need.What, e.Need.Path, e.Blocked)
 	}
-	if e.Blocked != e.Need.Path {
-		return fmt.Sprintf("%s %s: user %s cannot %s %s, a directory above it", e.Need.What, e.Need.Path, who, e.Missing, e.Blocked)
+	if e.Blocked != e.Need.Path && e.Blocked != e.Resolved {
+		where := "a directory on the way to it" // through a symlink
+		if strings.HasPrefix(filepath.Clean(e.Need.Path), strings.TrimSuffix(e.Blocked, "/")+"/") {
+			where = "a directory above it"
+		}
+		return fmt.Sprintf("%s %s: user %s cannot %s %s, %s", e.Need.What, e.Need.Path, who, e.Missing, e.Blocked, where)
 	}
 	return fmt.Sprintf("%s %s: user %s cannot %s it", e.Need.What, e.Need.Path, who, e.Missing)
 }
@@ -78,9 +94,16 @@ func CheckAccess(id *Identity, needs []Need) error {
 		return nil
 	}
 	args := []string{"-c", checkScript, "cgibridge-check"}
-	for _, n := range needs {
+	resolved := make([]string, len(needs))
+	for i, n := range needs {
 		if !filepath.IsAbs(n.Path) || strings.ContainsAny(n.Path, "\x00\n\t") {
 			return fmt.Errorf("%s %q: not an absolute path without NUL, tab or newline", n.What, n.Path)
+		}
+		// Walked resolved, so that a refusal names the directory that
+		// blocks, not a link on the way to it.
+		resolved[i] = filepath.Clean(n.Path)
+		if r, err := filepath.EvalSymlinks(n.Path); err == nil && !strings.ContainsAny(r, "\n\t") {
+			resolved[i] = r
 		}
 		mode := ""
 		for _, m := range []struct {
@@ -91,9 +114,11 @@ func CheckAccess(id *Identity, needs []Need) error {
 				mode += m.c
 			}
 		}
-		args = append(args, mode+":"+filepath.Clean(n.Path))
+		args = append(args, mode+":"+resolved[i])
 	}
-	cmd := exec.Command("/bin/sh", args...)
+	ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "/bin/sh", args...)
 	cmd.Env = []string{"PATH=/usr/bin:/bin"}
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: id.Credential(), Pdeathsig: syscall.SIGKILL}
@@ -104,26 +129,26 @@ func CheckAccess(id *Identity, needs []Need) error {
 		return nil
 	}
 	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
-		return fmt.Errorf("check access as %s: %v", id, err)
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || ctx.Err() != nil {
+		return fmt.Errorf("%w as %s: %v", ErrCheckFailed, id, err)
 	}
 	f := strings.SplitN(strings.TrimSpace(out.String()), "\t", 3)
 	var i int
 	if len(f) != 3 {
-		return fmt.Errorf("check access as %s: bad answer %q", id, out.String())
+		return fmt.Errorf("%w as %s: bad answer %q", ErrCheckFailed, id, out.String())
 	}
 	if _, err := fmt.Sscan(f[0], &i); err != nil || i < 0 || i >= len(needs) {
-		return fmt.Errorf("check access as %s: bad answer %q", id, out.String())
+		return fmt.Errorf("%w as %s: bad answer %q", ErrCheckFailed, id, out.String())
 	}
 	user := id
 	if user == nil {
 		user = &Identity{UID: uint32(os.Geteuid()), GID: uint32(os.Getegid()), Name: fmt.Sprint(os.Geteuid())}
 	}
 	blocked, missing := f[1], f[2]
-	if missing == "search" && blocked == filepath.Clean(needs[i].Path) {
+	if missing == "search" && blocked == resolved[i] {
 		if fi, err := os.Stat(blocked); err == nil && !fi.IsDir() {
 			missing = "execute"
 		}
 	}
-	return &AccessError{Need: needs[i], User: user, Blocked: blocked, Missing: missing}
+	return &AccessError{Need: needs[i], User: user, Blocked: blocked, Missing: missing, Resolved: resolved[i]}
 }

@@ -69,20 +69,35 @@ func TestAllowPackagedLinksRefusesLinksOthersCouldMake(t *testing.T) {
 	if err := os.Lchown(theirs, 65534, 65534); err != nil {
 		t.Fatal(err)
 	}
-	// Root's link to a program in a directory anyone may write (/tmp's
-	// subdirectory made 0777): refused.
-	open := filepath.Join(tr.Base, "open")
-	if err := os.Mkdir(open, 0o777); err != nil {
+	// Root's links to two copies of a program in directories only root
+	// may write (under /run, root's 0755), except that one of them is
+	// made 0777: that one is refused, its twin served.
+	sys, err := os.MkdirTemp("/run", "cgb-packaged-")
+	if err != nil {
 		t.Fatal(err)
 	}
-	os.Chmod(open, 0o777)
-	writeFile(t, filepath.Join(open, "prog"), "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nran\\n'\n", 0o755)
-	if err := os.Symlink(filepath.Join(open, "prog"), filepath.Join(tr.Root, "open.cgi")); err != nil {
-		t.Fatal(err)
+	t.Cleanup(func() { os.RemoveAll(sys) })
+	os.Chmod(sys, 0o755)
+	for _, d := range []struct {
+		dir  string
+		mode os.FileMode
+	}{{"closed", 0o755}, {"open", 0o777}} {
+		dir := filepath.Join(sys, d.dir)
+		if err := os.Mkdir(dir, d.mode); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(dir, d.mode)
+		writeFile(t, filepath.Join(dir, "prog"), "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nran\\n'\n", 0o755)
+		if err := os.Symlink(filepath.Join(dir, "prog"), filepath.Join(tr.Root, d.dir+".cgi")); err != nil {
+			t.Fatal(err)
+		}
 	}
 	b := harness.StartBridge(t, []string{"--root", tr.Root, "--allow-packaged-links"})
 	if body := rawBody(t, b.Socket, tr.Root, "maps.cgi"); !strings.Contains(body, "MapServer") {
 		t.Errorf("root's link to mapserv not served; answer:\n%s", body)
+	}
+	if body := rawBody(t, b.Socket, tr.Root, "closed.cgi"); !strings.Contains(body, "ran") {
+		t.Errorf("root's link to a program in a root-only directory not served; answer:\n%s", body)
 	}
 	for _, name := range []string{"theirs.cgi", "open.cgi"} {
 		if got := rawStatus(t, b.Socket, tr.Root, name); got != 403 {

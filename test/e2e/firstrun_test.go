@@ -221,6 +221,26 @@ func TestQuickStartFromPrivateHomeAsRoot(t *testing.T) {
 	if err := s.logs.WaitFor("serves a copy kept in sync", 5*time.Second); err != nil {
 		t.Errorf("no log line says the root is served from a copy: %v", err)
 	}
+	// The copy is private: root's and the programs' group's, and gone
+	// after the bridge stops.
+	copyDir := ""
+	if m := regexp.MustCompile(`copy=(/\S+)`).FindStringSubmatch(s.logs.String()); m != nil {
+		copyDir = m[1]
+	}
+	if fi, err := os.Stat(copyDir); err != nil || fi.Mode().Perm() != 0o750 {
+		t.Errorf("the copy %q: %v %v, want mode 0750", copyDir, fi, err)
+	}
+	t.Cleanup(func() {
+		// Runs before startServe's cleanup: stop the bridge here.
+		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-s.done:
+		case <-time.After(harness.StopTimeout):
+		}
+		if _, err := os.Stat(copyDir); copyDir != "" && err == nil {
+			t.Errorf("the copy %s is left after the bridge stopped", copyDir)
+		}
+	})
 
 	// An edit in the checkout is served on the next request (the copy
 	// follows it).
@@ -352,6 +372,9 @@ func TestHTTPAsRootRunsProgramsAsTheRootsOwner(t *testing.T) {
 	wantStatusBody(t, get(t, "http://"+addr+"/id.sh"), 200, "uid=33")
 	if err := s.logs.WaitFor("programs run as its owner", 5*time.Second); err != nil {
 		t.Errorf("no log line says the programs run as the root's owner: %v", err)
+	}
+	if err := s.logs.WaitFor(`dropped privileges: user="www-data(33:33)"`, 5*time.Second); err != nil {
+		t.Errorf("the bridge itself did not drop to the root's owner: %v", err)
 	}
 }
 
