@@ -270,12 +270,16 @@ func (b *byteSize) UnmarshalText(text []byte) error {
 
 // Run starts the server and blocks until it has drained.
 func (s *ServeCmd) Run(cli *CLI) error {
-	// The bridge's own work per request is small next to its programs', and
-	// every extra P invites cross-thread wake-ups between a request's
-	// goroutines: on 2 cores one P costs a quarter less CPU per request
-	// and more throughput. GOMAXPROCS in the environment still decides.
-	if os.Getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(max(1, runtime.NumCPU()/4))
+	// Starting a program holds a P for the whole vfork window (Go's clone is
+	// a raw system call): the child's setup and the start of its execve,
+	// stretched by every runnable process it waits behind. With too few Ps
+	// the rest of the bridge stops meanwhile and the CPUs go idle
+	// (docs/performance.md). So at least minProcs Ps, more when Go's default
+	// (the CPUs this process may use, cgroup limits included) is higher.
+	// GOMAXPROCS in the environment still decides.
+	const minProcs = 4
+	if os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) < minProcs {
+		runtime.GOMAXPROCS(minProcs)
 	}
 	s.configFile = string(cli.Config)
 	opts, log, err := s.options()
