@@ -64,7 +64,9 @@ func run(args []string) error {
 	fs.DurationVar(&wp.Duration, "warm-dur", 0, "length of each warm-mode run (0: as -dur)")
 	fs.IntVar(&wp.MemPools, "warm-mem-pools", 4, "FastCGI programs of the warm memory measurement (0: not measured)")
 	fs.IntVar(&wp.MemProcs, "warm-mem-procs", 8, "children per pool of the warm memory measurement")
+	zf := registerZygoteFlags(fs)
 	render := fs.String("render", "", "do not measure: re-render the outputs from this results.json")
+	serve := fs.Bool("serve", false, "do not measure: set up the bed, print its addresses and process ids, and keep it up until interrupted (for wrk, perf, strace, pprof by hand)")
 	fs.StringVar(&docs, "docs", "docs/benchmarks.md", "markdown file to (re)write with the results, relative to the module root; empty: none")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -123,6 +125,9 @@ func run(args []string) error {
 		}
 		pl.Warm = &wp
 	}
+	if pl.Zygote, err = zf.plan(pl.Repeats, pl.Duration); err != nil {
+		return err
+	}
 
 	root, err := harness.RepoRoot()
 	if err != nil {
@@ -143,9 +148,12 @@ func run(args []string) error {
 		if bridgeEnv != "" {
 			env = strings.Split(bridgeEnv, ",")
 		}
-		bed, err := SetUp(BedConfig{Procs: pl.Procs, BridgeEnv: env, Warm: pl.Warm})
+		bed, err := SetUp(BedConfig{Procs: pl.Procs, BridgeEnv: env, Warm: pl.Warm, Zygote: pl.Zygote})
 		if err != nil {
 			return err
+		}
+		if *serve {
+			return serveBed(ctx, bed)
 		}
 		res, err = pl.Execute(ctx, bed)
 		if cerr := bed.Close(); err == nil {
@@ -190,6 +198,20 @@ func run(args []string) error {
 		fmt.Fprintf(os.Stderr, "wrote %s\n", path)
 	}
 	return nil
+}
+
+// serveBed keeps bed up until ctx ends, after printing where its parts are.
+func serveBed(ctx context.Context, bed *Bed) error {
+	fmt.Printf("nginx     %s\n", bed.Nginx.URL)
+	for _, be := range Backends {
+		fmt.Printf("%-9s %s\n", be.Name, bed.URL(be, "hello-c.cgi"))
+	}
+	fmt.Printf("cgibridge pid %d\n", bed.Bridge.PID())
+	fmt.Printf("fcgiwrap  pid %d (master; workers are its children)\n", bed.FW.Process.Pid)
+	fmt.Printf("nginx     pid %d\n", bed.Nginx.Cmd.Process.Pid)
+	fmt.Println("interrupt to stop")
+	<-ctx.Done()
+	return bed.Close()
 }
 
 // gitDescribe names the commit of the tree being measured, "-dirty" when it has
