@@ -270,16 +270,13 @@ func (b *byteSize) UnmarshalText(text []byte) error {
 
 // Run starts the server and blocks until it has drained.
 func (s *ServeCmd) Run(cli *CLI) error {
-	// Starting a program holds a P for the whole vfork window (Go's clone is
-	// a raw system call): the child's setup and the start of its execve,
-	// stretched by every runnable process it waits behind. With too few Ps
-	// the rest of the bridge stops meanwhile and the CPUs go idle
-	// (docs/performance.md). So at least minProcs Ps, more when Go's default
-	// (the CPUs this process may use, cgroup limits included) is higher.
-	// GOMAXPROCS in the environment still decides.
-	const minProcs = 4
-	if os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) < minProcs {
-		runtime.GOMAXPROCS(minProcs)
+	// Base: one P per four of the CPUs Go would use (at least one), since
+	// idle Ps cost CPU on every request when requests come one at a time.
+	// Exec mode raises it (to at least 4) while programs start concurrently:
+	// each start holds a P through its vfork (bridge/execrun/procs.go,
+	// docs/performance.md). GOMAXPROCS in the environment still decides.
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(max(1, runtime.GOMAXPROCS(0)/4))
 	}
 	s.configFile = string(cli.Config)
 	opts, log, err := s.options()

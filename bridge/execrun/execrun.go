@@ -50,6 +50,7 @@ func (e *Runner) Name() string { return "exec" }
 
 // Run starts the job's program and supervises it to its end.
 func (e *Runner) Run(ctx context.Context, job *runner.Job) runner.Result {
+	defer governor.started()()
 	c := e.cfg.Load()
 	spec := &process.Spec{
 		Path:     job.Program,
