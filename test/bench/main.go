@@ -66,6 +66,7 @@ func run(args []string) error {
 	fs.IntVar(&wp.MemProcs, "warm-mem-procs", 8, "children per pool of the warm memory measurement")
 	zf := registerZygoteFlags(fs)
 	render := fs.String("render", "", "do not measure: re-render the outputs from this results.json")
+	keepFrom := fs.String("keep-from", "", "take the sections this run does not measure (warm mode, zygote) from this results.json, read before the run, so that an exec-only run keeps the page whole; the command line on the page names the file")
 	serve := fs.Bool("serve", false, "do not measure: set up the bed, print its addresses and process ids, and keep it up until interrupted (for wrk, perf, strace, pprof by hand)")
 	fs.StringVar(&docs, "docs", "docs/benchmarks.md", "markdown file to (re)write with the results, relative to the module root; empty: none")
 	if err := fs.Parse(args); err != nil {
@@ -137,6 +138,12 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	var kept *Results
+	if *keepFrom != "" && *render == "" {
+		if kept, err = ReadJSON(*keepFrom); err != nil {
+			return fmt.Errorf("-keep-from: %w", err)
+		}
+	}
 	var res *Results
 	if *render != "" {
 		if res, err = ReadJSON(*render); err != nil {
@@ -164,6 +171,14 @@ func run(args []string) error {
 		}
 		res.Config.Command = strings.TrimSpace("go run ./test/bench " + strings.Join(args, " "))
 		res.Config.Commit = commit
+		if kept != nil {
+			if res.Warm == nil {
+				res.Warm = kept.Warm
+			}
+			if res.Zygote == nil {
+				res.Zygote = kept.Zygote
+			}
+		}
 	}
 
 	dir := outDir
