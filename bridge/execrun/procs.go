@@ -9,13 +9,15 @@
 // and 4 Ps ~520. So the bridge runs with its base setting (main.go) and the
 // runner raises it while two or more programs are in flight, lowering it again
 // after a quiet second. A change stops the world for some µs; it happens at
-// most on each change of regime.
+// most on each change of regime; on the way down the memory the burst used
+// is returned to the system.
 
 package execrun
 
 import (
 	"os"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -95,6 +97,10 @@ func (g *procsGovernor) lowerWhenQuiet() {
 		g.raised.Store(false)
 		runtime.GOMAXPROCS(g.base)
 		g.mu.Unlock()
+		// The burst is over: give back the memory it used (a GC and a
+		// scavenge, some ms once per burst) rather than keep it resident
+		// until the background scavenger gets to it.
+		debug.FreeOSMemory()
 		return
 	}
 }
