@@ -14,6 +14,44 @@ import (
 // pair builds an extra param.
 func pair(name, value string) fcgi.Pair { return fcgi.Pair{Name: name, Value: value} }
 
+// probeCase is one request of a probe comparison.
+type probeCase struct {
+	name  string
+	query string
+	body  []byte
+	extra []fcgi.Pair
+}
+
+// compareProbe sends tc for script to the exec-mode bridge cold and the
+// warm one, after a warm request that changes its environment, globals and
+// modules' state (which must leave no trace), and compares everything the
+// probe reports; "random" must differ between two warm requests.
+func compareProbe(t *testing.T, cold, warm *bed, script string, tc probeCase) {
+	t.Helper()
+	want := decode(t, cold.do(t, script, tc.query, tc.body, tc.extra...))
+	warm.do(t, script, "leave=1", nil)
+	r, line := warm.doAccess(t, script, tc.query, tc.body, tc.extra...)
+	got := decode(t, r)
+	again := decode(t, warm.do(t, script, tc.query, tc.body, tc.extra...))
+	if got["random"] == again["random"] {
+		t.Errorf("random gave %v twice: not reseeded per child", got["random"])
+	}
+	for _, m := range []map[string]any{want, got, again} {
+		delete(m, "random")
+	}
+	for k := range want {
+		if !reflect.DeepEqual(want[k], got[k]) {
+			t.Errorf("%s: exec mode %s\n              warm %s", k, jsonString(want[k]), jsonString(got[k]))
+		}
+	}
+	if !reflect.DeepEqual(got, again) {
+		t.Errorf("two warm requests differ: %s vs %s", jsonString(got), jsonString(again))
+	}
+	if !strings.Contains(line, "runner=warm") {
+		t.Errorf("not served warm: %s", line)
+	}
+}
+
 // TestWarmIsAFreshProcess runs the same probe requests in exec mode and warm
 // and compares everything the script can observe: module globals and the
 // state of its own modules start fresh every request, the environment is
@@ -25,12 +63,7 @@ func TestWarmIsAFreshProcess(t *testing.T) {
 	cold := serve(t, root)
 	warm := serve(t, root, "--warm", "*.py")
 	warm.warmUp(t, "probe.py")
-	cases := []struct {
-		name  string
-		query string
-		body  []byte
-		extra []fcgi.Pair
-	}{
+	cases := []probeCase{
 		{name: "plain"},
 		{name: "body", body: bytes.Repeat([]byte("0123456789"), 20000)},
 		{name: "small body", body: []byte("a=1&b=2")},
@@ -40,32 +73,7 @@ func TestWarmIsAFreshProcess(t *testing.T) {
 		{name: "header", extra: []fcgi.Pair{pair("HTTP_X_THING", "yes")}},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			want := decode(t, cold.do(t, "probe.py", tc.query, tc.body, tc.extra...))
-			// An earlier warm request that changes its environment and its
-			// modules' state must leave no trace.
-			warm.do(t, "probe.py", "leave=1", nil)
-			r, line := warm.doAccess(t, "probe.py", tc.query, tc.body, tc.extra...)
-			got := decode(t, r)
-			again := decode(t, warm.do(t, "probe.py", tc.query, tc.body, tc.extra...))
-			if got["random"] == again["random"] {
-				t.Errorf("random gave %v twice: not reseeded per child", got["random"])
-			}
-			for _, m := range []map[string]any{want, got, again} {
-				delete(m, "random")
-			}
-			for k := range want {
-				if !reflect.DeepEqual(want[k], got[k]) {
-					t.Errorf("%s: exec mode %s\n              warm %s", k, jsonString(want[k]), jsonString(got[k]))
-				}
-			}
-			if !reflect.DeepEqual(got, again) {
-				t.Errorf("two warm requests differ: %s vs %s", jsonString(got), jsonString(again))
-			}
-			if !strings.Contains(line, "runner=warm") {
-				t.Errorf("not served warm: %s", line)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { compareProbe(t, cold, warm, "probe.py", tc) })
 	}
 }
 

@@ -2,8 +2,6 @@ package zygote
 
 import (
 	"bytes"
-	"reflect"
-	"strings"
 	"testing"
 
 	"github.com/cgibridge/cgibridge/bridge/fcgi"
@@ -21,12 +19,7 @@ func TestPerlWarmIsAFreshProcess(t *testing.T) {
 	cold := serve(t, root)
 	warm := serve(t, root, "--warm", "*.pl")
 	warm.warmUp(t, "probe.pl")
-	cases := []struct {
-		name  string
-		query string
-		body  []byte
-		extra []fcgi.Pair
-	}{
+	cases := []probeCase{
 		{name: "plain"},
 		{name: "query", query: "a=1&b=2"},
 		{name: "body", body: bytes.Repeat([]byte("0123456789"), 20000)},
@@ -36,31 +29,6 @@ func TestPerlWarmIsAFreshProcess(t *testing.T) {
 		{name: "header", extra: []fcgi.Pair{pair("HTTP_X_THING", "yes")}},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			want := decode(t, cold.do(t, "probe.pl", tc.query, tc.body, tc.extra...))
-			// An earlier warm request that changes its environment, its
-			// globals and its module's state must leave no trace.
-			warm.do(t, "probe.pl", "leave=1", nil)
-			r, line := warm.doAccess(t, "probe.pl", tc.query, tc.body, tc.extra...)
-			got := decode(t, r)
-			again := decode(t, warm.do(t, "probe.pl", tc.query, tc.body, tc.extra...))
-			if got["random"] == again["random"] {
-				t.Errorf("rand gave %v twice: not reseeded per child", got["random"])
-			}
-			for _, m := range []map[string]any{want, got, again} {
-				delete(m, "random")
-			}
-			for k := range want {
-				if !reflect.DeepEqual(want[k], got[k]) {
-					t.Errorf("%s: exec mode %s\n              warm %s", k, jsonString(want[k]), jsonString(got[k]))
-				}
-			}
-			if !reflect.DeepEqual(got, again) {
-				t.Errorf("two warm requests differ: %s vs %s", jsonString(got), jsonString(again))
-			}
-			if !strings.Contains(line, "runner=warm") {
-				t.Errorf("not served warm: %s", line)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { compareProbe(t, cold, warm, "probe.pl", tc) })
 	}
 }
