@@ -7,6 +7,7 @@ package execrun
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync/atomic"
 
 	"github.com/cgibridge/cgibridge/bridge/process"
@@ -86,7 +87,14 @@ func (e *Runner) Run(ctx context.Context, job *runner.Job) runner.Result {
 		return runner.Result{Err: &runner.StartError{Kind: runner.StartOther, Err: fmt.Errorf("create output pipes: %w", err)}}
 	}
 	spec.Stdout, spec.Stderr = pipes.OutWrite, pipes.ErrWrite
+	select {
+	case startSlots <- struct{}{}:
+	case <-ctx.Done():
+		pipes.Close()
+		return runner.Result{Cause: context.Cause(ctx)}
+	}
 	child, err := process.Start(ctx, spec)
+	<-startSlots
 	// The child has its own copies; ours must go so EOF can be seen.
 	pipes.CloseWrite()
 	if err != nil {
@@ -98,6 +106,15 @@ func (e *Runner) Run(ctx context.Context, job *runner.Job) runner.Result {
 	}
 	return process.Supervise(ctx, child, pipes, job.Stdout, job.Stderr, c.Grace)
 }
+
+// startSlots bounds the programs being started at once — in their vfork
+// window, from clone to the start of execve — not the programs running
+// (that is --max-procs). Unbounded, with the Ps exec mode raises under
+// load (procs.go), up to --max-procs starts compete for the CPUs at once
+// and the last of a burst waits behind all of them: p99 at 64 concurrent
+// requests was 1.5-1.6x fcgiwrap's; with two starts per CPU it is
+// 0.76-0.97x, throughput 0.99-1.08x (docs/performance.md).
+var startSlots = make(chan struct{}, 2*runtime.NumCPU())
 
 // cgroup makes the program's cgroup.
 func (e *Runner) cgroup(c *Config) (int, func() error, error) {
