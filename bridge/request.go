@@ -274,10 +274,21 @@ var errInterrupted = errors.New("response interrupted: its program was stopped")
 func (s *Stream) Interrupt() {
 	r := s.req
 	r.interrupted.Store(true)
-	if r.writing.Load() > 0 {
-		r.conn.cutWrites(false)
+	if r.writing.Load() == 0 {
+		return
 	}
+	// A write in progress to a web server that reads is done within
+	// moments; cut it only if it is still blocked after interruptGrace, so
+	// that a fast front end still gets whole records and the END_REQUEST.
+	time.AfterFunc(interruptGrace, func() {
+		if r.writing.Load() > 0 {
+			r.conn.cutWrites(false)
+		}
+	})
 }
+
+// interruptGrace is how long Interrupt lets a write in progress finish.
+const interruptGrace = 100 * time.Millisecond
 
 // Written returns the bytes sent so far.
 func (s *Stream) Written() int64 { return s.n.Load() }
