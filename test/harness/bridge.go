@@ -233,3 +233,25 @@ func (b *Bridge) Stop() error {
 	})
 	return b.stopErr
 }
+
+// LogLine waits up to d for a line of the bridge's log that holds every one
+// of subs and returns it; the test fails if none comes.
+func (b *Bridge) LogLine(tb testing.TB, d time.Duration, subs ...string) string {
+	tb.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		for _, l := range strings.Split(b.Logs.String(), "\n") {
+			ok := true
+			for _, s := range subs {
+				ok = ok && strings.Contains(l, s)
+			}
+			if ok {
+				return l
+			}
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("no log line with %q within %v", subs, d)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

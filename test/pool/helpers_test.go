@@ -208,21 +208,7 @@ func gone(pid int) bool {
 // logLine waits for a bridge log line holding every one of subs.
 func (b *bed) logLine(t testing.TB, subs ...string) string {
 	t.Helper()
-	var found string
-	waitFor(t, 5*time.Second, fmt.Sprintf("a log line with %q", subs), func() bool {
-		for _, l := range strings.Split(b.bridge.Logs.String(), "\n") {
-			ok := true
-			for _, s := range subs {
-				ok = ok && strings.Contains(l, s)
-			}
-			if ok {
-				found = l
-				return true
-			}
-		}
-		return false
-	})
-	return found
+	return b.bridge.LogLine(t, 5*time.Second, subs...)
 }
 
 // countLines counts the bridge's log lines holding sub.
