@@ -77,6 +77,24 @@ func TestWarmIsAFreshProcess(t *testing.T) {
 	}
 }
 
+// compareExit sends query for script cold and warm: both must end with
+// appStatus status and the same exit in the access line, the warm one
+// served warm.
+func compareExit(t *testing.T, cold, warm *bed, script, query string, status uint32) {
+	t.Helper()
+	c, cl := cold.doAccess(t, script, query, nil)
+	w, wl := warm.doAccess(t, script, query, nil)
+	if c.err != nil || w.err != nil {
+		t.Fatalf("%s: %v / %v", query, c.err, w.err)
+	}
+	if c.end.AppStatus != status || w.end.AppStatus != status {
+		t.Errorf("%s: appStatus exec %d, warm %d, want %d", query, c.end.AppStatus, w.end.AppStatus, status)
+	}
+	if exitOf(cl) != exitOf(wl) || !strings.Contains(wl, "runner=warm") {
+		t.Errorf("%s: access lines differ in exit:\n exec %s\n warm %s", query, cl, wl)
+	}
+}
+
 // TestWarmExitsAsAFreshProcess: sys.exit(n), an uncaught exception,
 // sys.exit("message") and os._exit(n) end the request with the status exec
 // mode gives, and tracebacks start at the script.
@@ -96,17 +114,7 @@ func TestWarmExitsAsAFreshProcess(t *testing.T) {
 		{"exit=msg", 1, "a message to stderr"},
 		{"exit=os&code=4", 4, ""},
 	} {
-		c, cl := cold.doAccess(t, "probe.py", tc.query, nil)
-		w, wl := warm.doAccess(t, "probe.py", tc.query, nil)
-		if c.err != nil || w.err != nil {
-			t.Fatalf("%s: %v / %v", tc.query, c.err, w.err)
-		}
-		if c.end.AppStatus != tc.status || w.end.AppStatus != tc.status {
-			t.Errorf("%s: appStatus exec %d, warm %d, want %d", tc.query, c.end.AppStatus, w.end.AppStatus, tc.status)
-		}
-		if exitOf(cl) != exitOf(wl) || !strings.Contains(wl, "runner=warm") {
-			t.Errorf("%s: access lines differ in exit:\n exec %s\n warm %s", tc.query, cl, wl)
-		}
+		compareExit(t, cold, warm, "probe.py", tc.query, tc.status)
 		if tc.logged != "" && !strings.Contains(warm.bridge.Logs.String(), tc.logged) {
 			t.Errorf("%s: %q not in the warm bridge's log", tc.query, tc.logged)
 		}

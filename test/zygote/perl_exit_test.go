@@ -24,17 +24,7 @@ func TestPerlWarmExitsAsAFreshProcess(t *testing.T) {
 		{"exit=dieline", 255, "with a line at " + root + "/probe.pl line "},
 		{"exit=errno", 5, "errno 5"},
 	} {
-		c, cl := cold.doAccess(t, "probe.pl", tc.query, nil)
-		w, wl := warm.doAccess(t, "probe.pl", tc.query, nil)
-		if c.err != nil || w.err != nil {
-			t.Fatalf("%s: %v / %v", tc.query, c.err, w.err)
-		}
-		if c.end.AppStatus != tc.status || w.end.AppStatus != tc.status {
-			t.Errorf("%s: appStatus exec %d, warm %d, want %d", tc.query, c.end.AppStatus, w.end.AppStatus, tc.status)
-		}
-		if exitOf(cl) != exitOf(wl) || !strings.Contains(wl, "runner=warm") {
-			t.Errorf("%s: access lines differ in exit:\n exec %s\n warm %s", tc.query, cl, wl)
-		}
+		compareExit(t, cold, warm, "probe.pl", tc.query, tc.status)
 		if tc.logged != "" {
 			for _, b := range []*bed{cold, warm} {
 				if !strings.Contains(b.bridge.Logs.String(), tc.logged) {
