@@ -3,8 +3,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -46,29 +44,44 @@ func medianRise(peak, base []int64) int64 {
 
 // procStatus reads the VmRSS and VmHWM lines of /proc/PID/status, in KiB.
 func procStatus(pid int) (rss, hwm int64, err error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	v, err := procKiB(fmt.Sprintf("/proc/%d/status", pid), "VmRSS", "VmHWM")
 	if err != nil {
 		return 0, 0, fmt.Errorf("read memory of pid %d: %w", pid, err)
 	}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		name, val, ok := strings.Cut(sc.Text(), ":")
-		if !ok {
-			continue
-		}
+	return v[0], v[1], nil
+}
+
+// smapsRollup returns the Rss and Pss lines of /proc/PID/smaps_rollup, in
+// KiB (Pss divides shared pages among the processes that map them); 0 for a
+// process that is gone.
+func smapsRollup(pid int) (rss, pss int64) {
+	v, err := procKiB(fmt.Sprintf("/proc/%d/smaps_rollup", pid), "Rss", "Pss")
+	if err != nil {
+		return 0, 0
+	}
+	return v[0], v[1]
+}
+
+// procKiB reads the "Name: N kB" lines names of a /proc file, in order.
+func procKiB(path string, names ...string) ([]int64, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]int64, len(names))
+	for line := range strings.Lines(string(data)) {
+		name, val, ok := strings.Cut(line, ":")
 		f := strings.Fields(val)
-		if len(f) == 0 {
+		if !ok || len(f) == 0 {
 			continue
 		}
-		n, _ := strconv.ParseInt(f[0], 10, 64)
-		switch name {
-		case "VmRSS":
-			rss = n
-		case "VmHWM":
-			hwm = n
+		for i, want := range names {
+			if name == want {
+				out[i], _ = strconv.ParseInt(f[0], 10, 64)
+			}
 		}
 	}
-	return rss, hwm, nil
+	return out, nil
 }
 
 // resetPeak clears pid's VmHWM so that it records the peak of what follows.

@@ -6,7 +6,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -459,21 +458,8 @@ func bridgeChildren(br *harness.Bridge, path string) []int {
 // pss returns the proportional set size of pid in KiB (shared pages divided among
 // the processes that map them), from /proc/PID/smaps_rollup.
 func pss(pid int) int64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
-	if err != nil {
-		return 0
-	}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "Pss:"); ok {
-			f := strings.Fields(v)
-			if len(f) > 0 {
-				n, _ := strconv.ParseInt(f[0], 10, 64)
-				return n
-			}
-		}
-	}
-	return 0
+	_, p := smapsRollup(pid)
+	return p
 }
 
 // waitUntil polls cond every 20 ms until it holds or d passes.

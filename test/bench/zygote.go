@@ -639,29 +639,3 @@ func (b *Bed) measureZygoteMemory(ctx context.Context, settle time.Duration) (*Z
 
 // zyExpectSpares is --warm-spares' default, which the bench's bridges keep.
 const zyExpectSpares = 2
-
-// smapsRollup returns the Rss and Pss lines of /proc/PID/smaps_rollup, in KiB.
-func smapsRollup(pid int) (rss, pss int64) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
-	if err != nil {
-		return 0, 0
-	}
-	for line := range strings.Lines(string(data)) {
-		name, val, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		f := strings.Fields(val)
-		if len(f) == 0 {
-			continue
-		}
-		n, _ := strconv.ParseInt(f[0], 10, 64)
-		switch name {
-		case "Rss":
-			rss = n
-		case "Pss":
-			pss = n
-		}
-	}
-	return rss, pss
-}
