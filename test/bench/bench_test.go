@@ -593,3 +593,19 @@ func TestZygoteRowsPairRepeatsAndJudgeTargets(t *testing.T) {
 		t.Errorf("targets table of a cold script:\n%s", md)
 	}
 }
+
+func TestOpenTargetJudgesValidRatesBelowSaturation(t *testing.T) {
+	rows := []ClosedRow{{Program: "c", Concurrency: 8, FWRate: 500}, {Program: "c", Concurrency: 64, FWRate: 1000}}
+	run := func(be string, rate, p99 float64, valid bool) Run {
+		return Run{Backend: be, Program: "c", Mode: "open", OfferedRate: rate, P99: p99, Valid: valid}
+	}
+	open := []Run{
+		run("cgibridge", 250, 5, true), run("fcgiwrap", 250, 6, true), // met
+		run("fcgiwrap", 500, 8, true), run("cgibridge", 500, 9, true), // missed
+		run("cgibridge", 700, 9, true), run("fcgiwrap", 700, 20, false), // one side invalid: not judged
+		run("fcgiwrap", 850, 30, true), run("cgibridge", 850, 90, true), // above 80% of 1000: not judged
+	}
+	if met, all := OpenTarget(open, rows); met != 1 || all != 2 {
+		t.Errorf("OpenTarget = %d of %d, want 1 of 2 (saturation from the top concurrency, invalid and high rates skipped)", met, all)
+	}
+}

@@ -61,6 +61,9 @@ const (
 	targetOverheadUS  = 100
 	targetIdleKiB     = 20 * 1024
 	targetUploadRiseK = 8 * 1024
+	// targetOpenShare is how far up fcgiwrap's saturation rate the open-loop
+	// p99 target applies.
+	targetOpenShare = 0.8
 )
 
 // DescribeMachine reads the facts of the machine and the tools' versions.
@@ -246,8 +249,24 @@ func Markdown(res *Results, plotDir string) string {
 	concs := strings.Trim(strings.Join(strings.Fields(fmt.Sprint(c.Concurrency)), ", "), "[]")
 	p("| exec throughput ≥ fcgiwrap (C, sh, Perl, Python hello × concurrency %s) | met in %d of %d cells | %s |\n", concs, tMet, tAll, metWord(tAll > 0 && tMet == tAll))
 	p("| exec p99 ≤ fcgiwrap (same cells) | met in %d of %d cells | %s |\n", lMet, tAll, metWord(tAll > 0 && lMet == tAll))
+	if top := slices.Max(append([]int{0}, c.Concurrency...)); top > 0 {
+		var met, all int
+		for _, r := range rows {
+			if isTargetProgram(r.Program) && r.Concurrency == top {
+				all++
+				if r.LatencyMet {
+					met++
+				}
+			}
+		}
+		p("| exec p99 ≤ fcgiwrap at concurrency %d (closed loop) | met in %d of %d cells | %s |\n", top, met, all, metWord(all > 0 && met == all))
+	}
+	if met, all := OpenTarget(res.Open, rows); all > 0 {
+		p("| open-loop p99 ≤ fcgiwrap at offered rates up to %.0f%% of fcgiwrap's closed-loop throughput at the top concurrency (both runs valid) | met at %d of %d rates | %s |\n", targetOpenShare*100, met, all, metWord(met == all))
+	}
 	if o := res.Overhead; o != nil {
 		p("| bridge overhead over bare fork+exec+wait ≤ %d µs | %.0f µs | %s |\n", targetOverheadUS, o.BridgeCostUS, metWord(o.BridgeCostUS <= targetOverheadUS))
+		p("| bridge CPU per request ≤ fcgiwrap's processes' (one request at a time) | %.0f against %.0f µs | %s |\n", o.BridgeCPUUS, o.FcgiwrapCPUUS, metWord(o.BridgeCPUUS <= o.FcgiwrapCPUUS))
 	}
 	if mem := res.Memory; mem != nil {
 		idle := max(mem.BridgeIdleStartKiB, mem.BridgeIdleKiB)
@@ -334,6 +353,52 @@ func mib(kib int64) string { return fmt.Sprintf("%.1f MiB", float64(kib)/1024) }
 func mibBytes(n int64) string { return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20)) }
 
 // openPrograms lists the programs of the open-loop runs in first-seen order.
+// OpenTarget judges the open-loop target: at each offered rate up to
+// targetOpenShare of fcgiwrap's closed-loop throughput at the top concurrency
+// (its saturation) cgibridge's p99 is at most fcgiwrap's. Only rates where
+// both runs are valid count. It returns the rates met and the rates judged.
+func OpenTarget(open []Run, rows []ClosedRow) (met, all int) {
+	saturation := map[string]float64{}
+	top := map[string]int{}
+	for _, r := range rows {
+		if r.Concurrency >= top[r.Program] {
+			top[r.Program], saturation[r.Program] = r.Concurrency, r.FWRate
+		}
+	}
+	type key struct {
+		prog string
+		rate float64
+	}
+	pairs := map[key][2]*Run{}
+	var order []key
+	for i := range open {
+		r := &open[i]
+		k := key{r.Program, r.OfferedRate}
+		pair, seen := pairs[k]
+		if !seen {
+			order = append(order, k)
+		}
+		if r.Backend == Cgibridge.Name {
+			pair[0] = r
+		} else {
+			pair[1] = r
+		}
+		pairs[k] = pair
+	}
+	for _, k := range order {
+		pair := pairs[k]
+		sat := saturation[k.prog]
+		if pair[0] == nil || pair[1] == nil || !pair[0].Valid || !pair[1].Valid || sat == 0 || k.rate > targetOpenShare*sat {
+			continue
+		}
+		all++
+		if pair[0].P99 <= pair[1].P99 {
+			met++
+		}
+	}
+	return met, all
+}
+
 func openPrograms(runs []Run) []string {
 	var out []string
 	for _, r := range runs {
