@@ -238,6 +238,16 @@ func (b *Bridge) Stop() error {
 // of subs and returns it; the test fails if none comes.
 func (b *Bridge) LogLine(tb testing.TB, d time.Duration, subs ...string) string {
 	tb.Helper()
+	l, err := b.WaitLogLine(d, subs...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return l
+}
+
+// WaitLogLine is LogLine for a test that goes on when the line does not
+// come: it returns an error instead of failing the test.
+func (b *Bridge) WaitLogLine(d time.Duration, subs ...string) (string, error) {
 	deadline := time.Now().Add(d)
 	for {
 		for _, l := range strings.Split(b.Logs.String(), "\n") {
@@ -246,11 +256,11 @@ func (b *Bridge) LogLine(tb testing.TB, d time.Duration, subs ...string) string 
 				ok = ok && strings.Contains(l, s)
 			}
 			if ok {
-				return l
+				return l, nil
 			}
 		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("no log line with %q within %v", subs, d)
+			return "", fmt.Errorf("no log line with %q within %v", subs, d)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

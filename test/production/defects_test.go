@@ -60,7 +60,7 @@ func TestLimitsKeepExecErrors(t *testing.T) {
 			if res.Status != 502 {
 				t.Errorf("executable file without #!: status %d body %q, want 502", res.Status, res.Body)
 			}
-			if err := waitLogLine(b, []string{"cannot execute: no #! line", "noshebang.cgi"}, 5*time.Second); err != nil {
+			if _, err := b.WaitLogLine(5*time.Second, "cannot execute: no #! line", "noshebang.cgi"); err != nil {
 				t.Errorf("refusal of the file without #! not explained: %v", err)
 			}
 
@@ -68,7 +68,7 @@ func TestLimitsKeepExecErrors(t *testing.T) {
 			if res.Status != 403 {
 				t.Errorf("script nobody may not execute: status %d body %q, want 403", res.Status, res.Body)
 			}
-			if err := waitLogLine(b, []string{"cannot execute: permission denied", "noexec.cgi"}, 5*time.Second); err != nil {
+			if _, err := b.WaitLogLine(5*time.Second, "cannot execute: permission denied", "noexec.cgi"); err != nil {
 				t.Errorf("refusal of the script nobody may not execute not explained: %v", err)
 			}
 

@@ -5,7 +5,6 @@
 package production
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"os/user"
@@ -145,30 +144,9 @@ func TestOwnerModeRunsEachScriptAsItsOwner(t *testing.T) {
 				return
 			}
 			want := filepath.Join(dir, tc.script)
-			if err := waitLogLine(b, []string{"refused", want, tc.wantReason}, 3*time.Second); err != nil {
+			if _, err := b.WaitLogLine(3*time.Second, "refused", want, tc.wantReason); err != nil {
 				t.Errorf("no log line explaining the refusal: %v", err)
 			}
 		})
-	}
-}
-
-// waitLogLine waits for one line of the bridge's log that contains every one
-// of subs.
-func waitLogLine(b *harness.Bridge, subs []string, d time.Duration) error {
-	deadline := time.Now().Add(d)
-	for {
-		for _, l := range strings.Split(b.Logs.String(), "\n") {
-			ok := true
-			for _, s := range subs {
-				ok = ok && strings.Contains(l, s)
-			}
-			if ok {
-				return nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("no line with all of %q within %v", subs, d)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
